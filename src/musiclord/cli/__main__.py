@@ -1,0 +1,5 @@
+import sys
+
+from musiclord.cli import main
+
+sys.exit(main())

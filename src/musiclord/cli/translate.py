@@ -1,0 +1,16 @@
+"""`musiclord translate`: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("translate", help="(not yet available)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from musiclord.errors import MusiclordError
+
+    raise MusiclordError("'translate' is not implemented yet")
