@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
-DEBS := libfluidsynth3 fluid-soundfont-gm
+DEBS := libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont
+TEST_DEBS := chromium
 RUN := runs/demo
 
 .PHONY: setup test demo bench clean-demo
@@ -21,6 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: setup
+	@bash scripts/install_debs.sh $(TEST_DEBS)
 	$(BIN)/python -m pytest
 
 demo: setup
