@@ -12,7 +12,7 @@ from torch import nn
 from musiclord.audio.mel import MelConfig
 from musiclord.checkpoint import load_checkpoint, save_checkpoint
 from musiclord.config import from_dict, to_dict
-from musiclord.errors import CheckpointError
+from musiclord.errors import CheckpointError, ConfigError
 from musiclord.models.config import ModelConfig
 from musiclord.models.encoders import ClassEncoder, ContentEncoder
 from musiclord.models.generator import Generator
@@ -119,7 +119,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         mel_cfg = from_dict(MelConfig, obj["mel_config"])
         model = LordModel(cfg, list(obj["classes"]))
         model.load_state_dict(obj["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+    except (ConfigError, KeyError, RuntimeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{p}: model checkpoint does not match this musiclord ({str(e)[:120]})") from None
     model.eval()
     return model, mel_cfg, dict(obj.get("meta", {}))
