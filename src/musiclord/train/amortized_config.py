@@ -1,0 +1,88 @@
+"""Stage-2 settings: amortized encoders, generator fine-tuning and the adversarial term."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from musiclord.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AmortizedConfig:
+    """Stage 2 (paper Fig. 2, right): encoders learn to predict the stage-1 codes while the
+    generator is fine-tuned, with a WGAN-GP critic sharpening the spectrograms.
+
+    Attributes:
+        steps: optimisation steps of the encoders and generator; 0 derives them from `epochs`.
+        epochs: passes over the training clips (used when steps == 0).
+        batch_size: clips per step (global; split across torchrun processes).
+        lr_encoders: Adam learning rate of the content and class encoders.
+        lr_generator: Adam learning rate of the generator (fine-tuning: lower than stage 1).
+        lr_discriminator: Adam learning rate of the critic.
+        w_content: weight of the regression ||E_c(x) - c_i||² to the stage-1 content code.
+        w_class: weight of the regression ||E_y(x) - e_y||² to the stage-1 class embedding.
+        w_rec: weight of the reconstruction loss of G(E_c(x), E_y(x)) (stage-1 loss terms).
+        w_adv: weight of the generator's Wasserstein loss; 0 disables the critic entirely.
+        gp_weight: gradient-penalty weight (10 as in Gulrajani et al. 2017).
+        drift: ProGAN's drift penalty on real scores (keeps the critic's scale anchored).
+        n_critic: critic updates per generator step.
+        adv_warmup_steps: steps before the adversarial term is switched on (the critic still
+            trains), so the encoders first reach the stage-1 codes.
+        disc_channels: width of the critic's first layer.
+        disc_conditional: class-conditional critic (projection on the instrument label).
+        grad_clip: clip the global gradient norm of encoders+generator (0: off).
+        max_nonfinite: stop after this many non-finite losses in a row (each is skipped).
+        val_every: steps between validation passes (reconstruction loss on the val split; the
+            best one is exported); 0: only at the end.
+        val_clips: validation clips per pass (0: all).
+        log_every: steps between scalar logs.
+        image_every: steps between spectrogram images (0: only at the end).
+        checkpoint_every: steps between RUN_DIR/amortized.pt checkpoints (0: only at the end).
+    """
+
+    steps: int = 0
+    epochs: int = 10
+    batch_size: int = 32
+    lr_encoders: float = 1e-3
+    lr_generator: float = 1e-4
+    lr_discriminator: float = 1e-4
+    w_content: float = 10.0
+    w_class: float = 10.0
+    w_rec: float = 1.0
+    w_adv: float = 0.01
+    gp_weight: float = 10.0
+    drift: float = 1e-3
+    n_critic: int = 1
+    adv_warmup_steps: int = 0
+    disc_channels: int = 32
+    disc_conditional: bool = True
+    grad_clip: float = 0.0
+    max_nonfinite: int = 20
+    val_every: int = 200
+    val_clips: int = 256
+    log_every: int = 20
+    image_every: int = 0
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.n_critic < 1:
+            raise ConfigError("amortized.batch_size and amortized.n_critic must be >= 1")
+        if self.steps < 0 or self.epochs < 0:
+            raise ConfigError("amortized.steps and amortized.epochs must be >= 0")
+        if min(self.w_content, self.w_class, self.w_rec, self.w_adv, self.gp_weight) < 0:
+            raise ConfigError("amortized loss weights must be >= 0")
+
+
+AMORTIZED_PRESETS: dict[str, AmortizedConfig] = {
+    "tiny": AmortizedConfig(steps=12, batch_size=8, w_adv=0.01, disc_channels=8, val_every=6, val_clips=16,
+                            log_every=2, checkpoint_every=6),
+    # demo: a few minutes on 2 CPU cores after stage 1 (both stages within 15 minutes)
+    "demo": AmortizedConfig(steps=500, batch_size=24, lr_encoders=1e-3, lr_generator=1e-4, w_adv=0.01,
+                            adv_warmup_steps=100, disc_channels=16, val_every=100, val_clips=128,
+                            log_every=20, image_every=250, checkpoint_every=100),
+    "quality": AmortizedConfig(epochs=30, batch_size=32, w_adv=0.01, adv_warmup_steps=1000, disc_channels=32,
+                               val_every=500, checkpoint_every=500, image_every=2000),
+    "paper": AmortizedConfig(epochs=100, batch_size=64, lr_encoders=3e-4, lr_generator=1e-4, w_adv=0.01,
+                             n_critic=2, adv_warmup_steps=2000, disc_channels=64, val_every=1000,
+                             val_clips=0, checkpoint_every=2000, image_every=2000, log_every=50),
+}
