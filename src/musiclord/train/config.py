@@ -1,0 +1,178 @@
+"""Training configs: one frozen `TrainConfig` (model, loss, stage 1, stage 2, run settings)
+and named presets; `resolve_config` turns a preset name or YAML file plus `key=value`
+overrides into the config a run uses (and saves as RUN_DIR/config.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from musiclord.config import apply_overrides, from_dict, load_config
+from musiclord.errors import ConfigError
+from musiclord.losses import LossConfig
+from musiclord.models.config import ModelConfig
+
+try:  # stage 2 owns its settings; a placeholder stands in until it lands
+    from musiclord.train.amortized_config import AMORTIZED_PRESETS, AmortizedConfig
+except ImportError:  # pragma: no cover - the placeholder file ships with the package
+    @dataclass(frozen=True)
+    class AmortizedConfig:  # type: ignore[no-redef]
+        """Placeholder stage-2 settings."""
+
+        steps: int = 0
+
+    AMORTIZED_PRESETS = {}
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """Stage 1: latent optimization of per-clip content codes, class embeddings and generator.
+
+    Attributes:
+        steps: optimisation steps; 0 derives them from `epochs`.
+        epochs: passes over the training clips (used when steps == 0).
+        batch_size: global batch (split across torchrun processes; must divide evenly).
+        lr_generator: Adam learning rate of the generator.
+        lr_embeddings: Adam learning rate of content codes and class embeddings.
+        cosine: cosine-decay both learning rates to `min_lr_ratio` of their start.
+        min_lr_ratio: final learning rate as a fraction of the initial one.
+        warmup_steps: linear warm-up steps.
+        noise_std: σ of the fixed Gaussian noise added to content codes while training (Eq. 2).
+        content_decay: λ of the activation decay λ·‖c‖² (sum over a clip's code, mean over the
+            batch).
+        content_init_std: std of the initial content codes.
+        max_clips_per_class: use at most this many training clips per class (0: all); fewer
+            clips means more visits per code in a fixed time budget.
+        grad_clip: clip the global gradient norm (0: off).
+        max_nonfinite: stop after this many non-finite losses in a row (each is skipped).
+        log_every: steps between scalar logs.
+        image_every: steps between spectrogram grids and audio (0: only at the end).
+        checkpoint_every: steps between RUN_DIR/latent.pt checkpoints (0: only at the end).
+        n_audio: clips rendered to audio in TensorBoard.
+    """
+
+    steps: int = 0
+    epochs: int = 20
+    batch_size: int = 32
+    lr_generator: float = 1e-3
+    lr_embeddings: float = 1e-2
+    cosine: bool = True
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 0
+    noise_std: float = 1.0
+    content_decay: float = 1e-2
+    content_init_std: float = 0.1
+    max_clips_per_class: int = 0
+    grad_clip: float = 0.0
+    max_nonfinite: int = 20
+    log_every: int = 20
+    image_every: int = 0
+    checkpoint_every: int = 500
+    n_audio: int = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a `musiclord train` run needs; saved as RUN_DIR/config.yaml.
+
+    Attributes:
+        model: network sizes.
+        loss: reconstruction loss weights and perceptual network files.
+        latent: stage 1.
+        amortized: stage 2.
+        seed: seeds every RNG (same seed + CPU = same weights).
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        num_threads: torch CPU threads (0: torch's default).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    amortized: AmortizedConfig = field(default_factory=AmortizedConfig)
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.latent.batch_size < 1:
+            raise ConfigError("latent.batch_size must be >= 1")
+
+
+def _amortized(name: str) -> AmortizedConfig:
+    return AMORTIZED_PRESETS.get(name, AmortizedConfig())
+
+
+def _presets() -> dict[str, TrainConfig]:
+    tiny = TrainConfig(
+        model=ModelConfig(content_dim=4, content_frames=32, class_dim=16, gen_channels=32, gen_blocks=2,
+                          adain_hidden=32, enc_channels=32, enc_blocks=2),
+        loss=LossConfig(w_l2=1.0, w_l1=0.0, w_multires=0.0),
+        latent=LatentConfig(steps=40, batch_size=8, max_clips_per_class=8, log_every=5, checkpoint_every=20,
+                            image_every=0, n_audio=1),
+        amortized=_amortized("tiny"),
+        num_threads=1,
+    )
+    # demo: ~4000 clips on 2 CPU cores in <= 8 minutes (measured, see docs/results.md)
+    demo = TrainConfig(
+        model=ModelConfig(content_dim=8, content_frames=32, class_dim=64, gen_channels=96, gen_blocks=4,
+                          adain_hidden=128),
+        loss=LossConfig(w_l2=1.0, w_l1=0.5, w_multires=0.5),
+        latent=LatentConfig(epochs=20, batch_size=32, max_clips_per_class=400, log_every=20,
+                            checkpoint_every=200, image_every=1000),
+        amortized=_amortized("demo"),
+        num_threads=2,
+    )
+    quality = TrainConfig(
+        model=ModelConfig(content_dim=8, content_frames=32, class_dim=128, gen_channels=128, gen_blocks=6,
+                          adain_hidden=256),
+        loss=LossConfig(w_l2=1.0, w_l1=0.5, w_multires=0.5, w_rho=0.0),
+        latent=LatentConfig(epochs=100, batch_size=32, max_clips_per_class=1000, checkpoint_every=1000,
+                            image_every=2000),
+        amortized=_amortized("quality"),
+        num_threads=2,
+    )
+    paper = TrainConfig(
+        model=ModelConfig(content_dim=16, content_frames=32, class_dim=256, gen_channels=512, gen_blocks=6,
+                          adain_hidden=512),
+        loss=LossConfig(w_l2=1.0, w_l1=0.0, w_multires=0.0, w_rho=1.0, w_vgg=1.0),
+        latent=LatentConfig(epochs=200, batch_size=64, lr_generator=3e-4, lr_embeddings=3e-3,
+                            checkpoint_every=2000, image_every=2000, log_every=50),
+        amortized=_amortized("paper"),
+        device="auto",
+    )
+    return {"tiny": tiny, "demo": demo, "paper": paper, "quality": quality}
+
+
+PRESETS: dict[str, TrainConfig] = _presets()
+
+
+def resolve_config(name_or_file: str | Path = "demo", overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A preset name or a YAML file, plus `key=value` overrides -> the run's config.
+
+    Args:
+        name_or_file: "tiny", "demo", "paper", "quality", or a path to a YAML TrainConfig (a
+            partial file keeps the defaults of `TrainConfig()` for missing keys).
+        overrides: dotted `key=value` strings, e.g. ["latent.steps=100", "loss.w_rho=0.5"].
+
+    Raises:
+        ConfigError: unknown preset, missing file, unknown key or wrong type.
+    """
+    name = str(name_or_file)
+    if name in PRESETS:
+        cfg = PRESETS[name]
+    elif name.endswith((".yaml", ".yml", ".json")) or Path(name).exists():
+        cfg = load_config(TrainConfig, name)
+    else:
+        raise ConfigError(f"unknown config {name!r}: a preset ({', '.join(PRESETS)}) or a YAML file")
+    return apply_overrides(cfg, list(overrides))
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """Rebuild a TrainConfig saved with `musiclord.config.to_dict` (e.g. from a checkpoint)."""
+    return from_dict(TrainConfig, data)
+
+
+__all__ = ["AmortizedConfig", "LatentConfig", "PRESETS", "TrainConfig", "config_from_dict",
+           "resolve_config"]
