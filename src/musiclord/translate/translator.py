@@ -1,0 +1,438 @@
+"""`Translator`: any recording, any length, to any trained instrument (or a reference's timbre).
+
+Built from the inference bundle alone (`musiclord.models.load_model`), never the training code.
+Audio streams through `musiclord.translate.stream`: 2 s windows at 50% overlap, translated in
+batches and cross-faded in the mel domain, inverted in 10 s blocks joined by a cross-fade, and
+written as it comes, so memory does not grow with the input's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from musiclord.audio import MelConfig, invert, logmel, silence_level, stream_audio
+from musiclord.errors import AudioError, MusiclordError
+from musiclord.models import LordModel, load_model
+from musiclord.translate.latent_fit import fit_codes
+from musiclord.translate.stream import BlockInverter, LogMelStream, MelOverlapAdd, run_pipeline
+
+log = logging.getLogger(__name__)
+
+
+class UnknownInstrumentError(MusiclordError):
+    """A target instrument the model was not trained on."""
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    """Inference settings.
+
+    Attributes:
+        batch_size: 2 s windows translated together.
+        window_hop: frames between window starts (0: half a window, 50% overlap).
+        block_seconds: length of the blocks inverted at once (Griffin-Lim).
+        overlap_seconds: overlap of consecutive blocks (the cross-fade spans its middle half).
+        gl_iters: Griffin-Lim iterations.
+        nnls_iters: iterations of the mel -> linear step before Griffin-Lim.
+        normalize: peak-normalise the input to `peak` before analysis (the training clips were
+            peak-normalised) and scale the output back, so loudness follows the input.
+        peak: the analysis peak level.
+        max_gain_db: never amplify the input by more than this (noise stays noise).
+        gate: keep silence silent: output frames are pulled to the silence floor where the
+            input frame is within `gate_low_db` of it, fully translated above `gate_high_db`.
+        gate_low_db, gate_high_db: gate ramp, in dB above the log-mel floor.
+        latent_steps: Adam steps of the per-window code fit for a stage-1-only model.
+        latent_lr: its learning rate.
+        chunk_seconds: audio read per step when streaming a file.
+    """
+
+    batch_size: int = 8
+    window_hop: int = 0
+    block_seconds: float = 10.0
+    overlap_seconds: float = 1.0
+    gl_iters: int = 64
+    nnls_iters: int = 40
+    normalize: bool = True
+    peak: float = 0.9
+    max_gain_db: float = 40.0
+    gate: bool = True
+    gate_low_db: float = 3.0
+    gate_high_db: float = 12.0
+    latent_steps: int = 200
+    latent_lr: float = 0.05
+    chunk_seconds: float = 30.0
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise MusiclordError("--device cuda requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def as_mono(wave: np.ndarray) -> np.ndarray:
+    """(N,) or (N, channels) array -> (N,) float32 with non-finite samples set to 0."""
+    x = np.asarray(wave, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    elif x.ndim != 1:
+        raise AudioError(f"expected a waveform of shape (N,) or (N, channels), got {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        log.warning("%d non-finite samples replaced by 0", int(bad.sum()))
+        x = np.where(bad, 0.0, x).astype(np.float32)
+    return x
+
+
+class Translator:
+    """Translate recordings with a trained LORD model.
+
+    Args:
+        model: the bundle (eval mode).
+        mel_cfg: its representation.
+        meta: the bundle's meta ("stage": "latent" or "amortized", ...).
+        device: where the networks run.
+        cfg: inference settings.
+    """
+
+    def __init__(
+        self,
+        model: LordModel,
+        mel_cfg: MelConfig,
+        meta: dict[str, Any] | None = None,
+        device: str | torch.device | None = None,
+        cfg: TranslateConfig = TranslateConfig(),
+    ) -> None:
+        self.device = _device(device)
+        self._model = model.to(self.device).eval()
+        self._mel_cfg = mel_cfg
+        self._meta = dict(meta or {})
+        self.cfg = cfg
+        self._silence = silence_level(mel_cfg)
+        if model.cfg.n_frames != mel_cfg.n_frames or model.cfg.n_mels != mel_cfg.n_mels:
+            raise MusiclordError("model and mel config disagree on the clip size")
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device | None = None, cfg: TranslateConfig = TranslateConfig()
+    ) -> "Translator":
+        """Load a run directory, a model.pt file, or "pretrained" (the model shipped with musiclord).
+
+        Raises:
+            CheckpointError: missing, truncated, foreign or mismatched checkpoint.
+        """
+        model, mel_cfg, meta = load_model(path, map_location="cpu")
+        return cls(model, mel_cfg, meta, device=device, cfg=cfg)
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def instruments(self) -> list[str]:
+        """Names accepted by `to=`, in class-index order."""
+        return list(self._model.classes)
+
+    @property
+    def mel_config(self) -> MelConfig:
+        return self._mel_cfg
+
+    @property
+    def model(self) -> LordModel:
+        return self._model
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+    @property
+    def uses_latent_fit(self) -> bool:
+        """True for a stage-1-only model: codes come from latent optimisation, not the encoders."""
+        return self._meta.get("stage") == "latent"
+
+    # ----------------------------------------------------------------- codes (mel domain)
+    def _fit(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self._model
+        init = m.class_embeddings.mean(0)
+        return fit_codes(m.generator, mel, (m.cfg.content_dim, m.cfg.content_frames), init,
+                         steps=self.cfg.latent_steps, lr=self.cfg.latent_lr)
+
+    def _check_window(self, mel: torch.Tensor) -> torch.Tensor:
+        if mel.dim() != 3 or mel.shape[1] != self._mel_cfg.n_mels or mel.shape[2] != self._mel_cfg.n_frames:
+            raise ValueError(
+                f"expected (B, {self._mel_cfg.n_mels}, {self._mel_cfg.n_frames}) windows, got {tuple(mel.shape)}"
+            )
+        return mel.to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def content_codes(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, M, n_frames) -> content codes (B, Cc, Tc) (encoder, or latent fit for stage 1)."""
+        mel = self._check_window(mel)
+        if self.uses_latent_fit:
+            return self._fit(mel)[0]
+        return self._model.encode_content(mel)
+
+    @torch.no_grad()
+    def class_codes(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, M, n_frames) -> class embeddings (B, E) (encoder, or latent fit for stage 1)."""
+        mel = self._check_window(mel)
+        if self.uses_latent_fit:
+            return self._fit(mel)[1]
+        return self._model.encode_class(mel)
+
+    def instrument_embedding(self, name: str) -> torch.Tensor:
+        """The (E,) learned embedding of a trained instrument.
+
+        Raises:
+            UnknownInstrumentError: the name is not one of `instruments` (the message lists them).
+        """
+        if name not in self._model.classes:
+            raise UnknownInstrumentError(
+                f"unknown instrument {name!r}; this model knows: {', '.join(self._model.classes)}"
+            )
+        return self._model.class_embeddings[self._model.classes.index(name)]
+
+    def _gate(self, src: torch.Tensor) -> torch.Tensor:
+        """src (..., M, T) input log-mel -> (..., 1, T) gate in [0, 1] from each frame's loudest band."""
+        db = (src.amax(dim=-2, keepdim=True) - self._silence) * self._mel_cfg.log_std * 10 / math.log(10)
+        lo, hi = self.cfg.gate_low_db, max(self.cfg.gate_high_db, self.cfg.gate_low_db + 1e-3)
+        return ((db - lo) / (hi - lo)).clamp(0, 1)
+
+    def _apply_gate(self, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.gate:
+            return out
+        return self._silence + (out - self._silence) * self._gate(src.to(out.device))
+
+    @torch.no_grad()
+    def _windows_fn(self, target: torch.Tensor):
+        """(B, M, n_frames) windows -> translated windows, silent windows skipped."""
+
+        def fn(mel: torch.Tensor) -> torch.Tensor:
+            mel = mel.to(self.device, torch.float32)
+            out = torch.full_like(mel, self._silence)
+            active = self._gate(mel).amax(dim=(-2, -1)) > 0 if self.cfg.gate else torch.ones(mel.shape[0], dtype=torch.bool)
+            if active.any():
+                x = mel[active]
+                content = self._fit(x)[0] if self.uses_latent_fit else self._model.encode_content(x)
+                out[active] = self._model.decode(content, target.to(self.device).expand(x.shape[0], -1))
+            return out
+
+        return fn
+
+    def _target(self, to: str | None, like_emb: torch.Tensor | None) -> torch.Tensor:
+        if (to is None) == (like_emb is None):
+            raise MusiclordError("give exactly one of a target instrument (to=) or a reference (like=)")
+        return self.instrument_embedding(to) if to is not None else like_emb.reshape(-1)
+
+    @torch.no_grad()
+    def translate_mel(
+        self, mel: torch.Tensor, to: str | None = None, like_mel: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Translate log-mels.
+
+        Args:
+            mel: (B, M, T) normalised log-mel, any T >= 1 (longer than a window: overlapping
+                windows cross-faded).
+            to: a trained instrument, or
+            like_mel: (B', M, T') log-mel of a reference whose timbre to take.
+
+        Returns:
+            (B, M, T) translated normalised log-mel.
+        """
+        like_emb = self.like_embedding_mel(like_mel) if like_mel is not None else None
+        target = self._target(to, like_emb)
+        fn = self._windows_fn(target)
+        if mel.dim() != 3 or mel.shape[1] != self._mel_cfg.n_mels:
+            raise ValueError(f"expected (B, {self._mel_cfg.n_mels}, T) log-mel, got {tuple(mel.shape)}")
+        mel = mel.float()
+        outs = []
+        for item in mel:
+            ola = MelOverlapAdd(fn, self._mel_cfg.n_frames, self.cfg.window_hop or self._mel_cfg.n_frames // 2,
+                                self.cfg.batch_size, self._silence)
+            out = torch.cat([ola.push(item.cpu()), ola.finish()], dim=1)
+            outs.append(self._apply_gate(item.cpu(), out))
+        return torch.stack(outs).to(mel.device)
+
+    # ----------------------------------------------------------------- reference timbre
+    def _window_stream(self, frames: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Frames -> non-overlapping full windows (the last one padded with silence if it is the only one)."""
+        n = self._mel_cfg.n_frames
+        buf = torch.zeros(self._mel_cfg.n_mels, 0)
+        seen = False
+        for f in frames:
+            buf = torch.cat([buf, f], dim=1)
+            while buf.shape[1] >= n:
+                seen = True
+                yield buf[:, :n]
+                buf = buf[:, n:]
+        if buf.shape[1] and (not seen or buf.shape[1] >= n // 4):
+            pad = torch.full((buf.shape[0], n - buf.shape[1]), self._silence)
+            yield torch.cat([buf, pad], dim=1)
+
+    def _like_from_windows(self, windows: Iterator[torch.Tensor]) -> torch.Tensor:
+        total, count, batch = None, 0, []
+
+        def flush() -> None:
+            nonlocal total, count, batch
+            if not batch:
+                return
+            x = torch.stack(batch)
+            active = self._gate(x).mean(dim=(-2, -1)) > 0.25 if self.cfg.gate else torch.ones(len(batch), dtype=torch.bool)
+            if active.any():
+                codes = self.class_codes(x[active]).cpu()
+                total = codes.sum(0) if total is None else total + codes.sum(0)
+                count += int(active.sum())
+            batch = []
+
+        for w in windows:
+            batch.append(w)
+            if len(batch) >= self.cfg.batch_size:
+                flush()
+        flush()
+        if total is None:
+            raise AudioError("the reference recording is silent: no timbre to take")
+        return total / count
+
+    def like_embedding_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, M, T) reference log-mel(s) -> (E,) class embedding averaged over its 2 s windows."""
+        return self._like_from_windows(w for item in mel.float().cpu() for w in self._window_stream(iter([item])))
+
+    def like_embedding(self, like: np.ndarray | str | Path, sr: int | None = None) -> torch.Tensor:
+        """A reference recording (array at `sr`, or a file streamed) -> (E,) class embedding."""
+        cfg = self._mel_cfg
+        if isinstance(like, (str, Path)):
+            chunks = stream_audio(like, cfg.sample_rate, self.cfg.chunk_seconds)
+            gain = self._peak_gain(stream_audio(like, cfg.sample_rate, self.cfg.chunk_seconds))
+        else:
+            x = self._resample(as_mono(like), sr or cfg.sample_rate)
+            if x.size == 0:
+                raise AudioError("the reference recording is empty")
+            gain = self._peak_gain(iter([x]))
+            chunks = iter([x])
+        return self._like_from_windows(self._window_stream(self._frames(chunks, gain)))
+
+    # ----------------------------------------------------------------- audio
+    def _frames(self, chunks: Iterator[np.ndarray], gain: float) -> Iterator[torch.Tensor]:
+        stream = LogMelStream(self._mel_cfg)
+        for x in chunks:
+            yield stream.push(x * gain)
+        yield stream.finish()
+
+    def _peak_gain(self, chunks: Iterator[np.ndarray]) -> float:
+        if not self.cfg.normalize:
+            return 1.0
+        peak = 0.0
+        for x in chunks:
+            if x.size:
+                peak = max(peak, float(np.abs(x).max()))
+        if peak <= 0:
+            return 1.0
+        return float(min(self.cfg.peak / peak, 10 ** (self.cfg.max_gain_db / 20)))
+
+    def _resample(self, x: np.ndarray, sr: int) -> np.ndarray:
+        if sr <= 0:
+            raise AudioError(f"invalid sample rate {sr}")
+        if sr == self._mel_cfg.sample_rate or x.size == 0:
+            return x
+        return soxr.resample(x, sr, self._mel_cfg.sample_rate, quality="HQ").astype(np.float32)
+
+    def _stream(self, chunks: Iterator[np.ndarray], gain: float, target: torch.Tensor) -> Iterator[np.ndarray]:
+        """16 kHz chunks -> translated 16 kHz chunks (same total length)."""
+        cfg = self._mel_cfg
+        hop = cfg.hop_length
+        inv = lambda m: invert(m.to(self.device), cfg, n_iter=self.cfg.gl_iters, nnls_iter=self.cfg.nnls_iters)  # noqa: E731
+        block = max(4, round(self.cfg.block_seconds * cfg.sample_rate / hop))
+        overlap = min(round(self.cfg.overlap_seconds * cfg.sample_rate / hop), (block - 1) // 2)
+        gained = (x * gain for x in chunks)
+        out = run_pipeline(
+            gained, cfg, self._windows_fn(target), batch_size=self.cfg.batch_size,
+            window_hop=self.cfg.window_hop or None, block_frames=block, overlap_frames=overlap,
+            frame_fn=lambda s, o: self._apply_gate(s, o.to(self.device)).cpu(), invert_fn=inv,
+        )
+        for y in out:
+            yield y / gain
+
+    def translate(
+        self,
+        wave: np.ndarray,
+        sr: int,
+        to: str | None = None,
+        like: np.ndarray | str | Path | None = None,
+    ) -> np.ndarray:
+        """Translate a waveform held in memory.
+
+        Args:
+            wave: (N,) or (N, channels) samples at `sr` Hz; non-finite samples count as 0.
+            sr: its sample rate.
+            to: a trained instrument name, or
+            like: a reference recording (array at `sr`, or a file path) whose timbre to take.
+
+        Returns:
+            (round(N * 16000 / sr),) float32 at the model's rate (16 kHz): the input's duration;
+            an empty input gives an empty output.
+
+        Raises:
+            UnknownInstrumentError: `to` is not a trained instrument.
+            AudioError: unusable reference or sample rate.
+        """
+        like_emb = self.like_embedding(like, sr) if like is not None else None
+        target = self._target(to, like_emb)
+        x = self._resample(as_mono(wave), int(sr))
+        if x.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        gain = self._peak_gain(iter([x]))
+        step = max(1, int(self.cfg.chunk_seconds * self._mel_cfg.sample_rate))
+        chunks = (x[i : i + step] for i in range(0, x.size, step))
+        parts = list(self._stream(chunks, gain, target))
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
+
+    def translate_file(
+        self,
+        in_path: str | Path,
+        out_path: str | Path,
+        to: str | None = None,
+        like: np.ndarray | str | Path | None = None,
+        like_embedding: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """Translate an audio file of any length into a 16 kHz mono WAV, streaming both ends.
+
+        The output is written to a temporary file beside `out_path` and renamed when complete.
+        `like_embedding` (from `like_embedding(...)`) reuses one reference for many files.
+
+        Returns:
+            {"seconds_in": ..., "seconds_out": ...}.
+
+        Raises:
+            AudioError: unreadable or empty input.
+            UnknownInstrumentError: `to` is not a trained instrument.
+        """
+        sr = self._mel_cfg.sample_rate
+        like_emb = self.like_embedding(like, sr) if like is not None else like_embedding
+        target = self._target(to, like_emb)
+        gain = self._peak_gain(stream_audio(in_path, sr, self.cfg.chunk_seconds))
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".wav", dir=out_path.parent)
+        os.close(fd)
+        n_out = 0
+        try:
+            with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV") as f:
+                for y in self._stream(stream_audio(in_path, sr, self.cfg.chunk_seconds), gain, target):
+                    f.write(np.clip(y, -1.0, 1.0))
+                    n_out += y.size
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; an output file is not
+            os.replace(tmp, out_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return {"seconds_in": n_out / sr, "seconds_out": n_out / sr}
