@@ -61,8 +61,8 @@ class ReconstructionLoss(nn.Module):
 
     Args:
         cfg: weights.
-        rho: frozen network with `features(mel (B,M,T)) -> list[Tensor]` (needed if w_rho > 0).
-        vgg: frozen network with `features(mel (B,M,T)) -> list[Tensor]` (used if w_vgg > 0).
+        rho: frozen network with `taps(mel (B,M,T)) -> list[Tensor]` (needed if w_rho > 0).
+        vgg: frozen network with `taps(mel (B,M,T)) -> list[Tensor]` (used if w_vgg > 0).
     """
 
     def __init__(self, cfg: LossConfig, rho: nn.Module | None = None, vgg: nn.Module | None = None) -> None:
@@ -132,9 +132,9 @@ class ReconstructionLoss(nn.Module):
         if self.weights["multires"] > 0:
             terms["multires"] = multiscale_l1(pred, target, self.cfg.multires_scales)
         if self.rho is not None:
-            terms["rho"] = feature_distance(self.rho.features(pred), self.rho.features(target))
+            terms["rho"] = feature_distance(self.rho.taps(pred), self.rho.taps(target))
         if self.vgg is not None:
-            terms["vgg"] = feature_distance(self.vgg.features(pred), self.vgg.features(target))
+            terms["vgg"] = feature_distance(self.vgg.taps(pred), self.vgg.taps(target))
         total = sum((self.weights[k] * v for k, v in terms.items()), pred.new_zeros(()))
         terms["total"] = total
         return terms

@@ -468,14 +468,59 @@ class BatchIterator:
 
 
 def open_dataset(data_dir: str | Path):
-    """`musiclord.data.Dataset.open(data_dir)`, with a clear error when the directory is not a
-    dataset."""
-    from musiclord.data import Dataset
+    """`musiclord.data.Dataset.open(data_dir)`; until that package is installed, a minimal reader
+    of the same on-disk format (docs/design.md) with `.classes`, `.mel_config`, `.records`,
+    `.mels` and `.select`.
 
+    Raises:
+        DataError: not a dataset directory.
+    """
+    try:
+        from musiclord.data import Dataset
+    except ImportError:
+        return _MiniDataset(Path(data_dir))
     return Dataset.open(data_dir)
+
+
+@dataclass(frozen=True)
+class _Record:
+    clip_id: str
+    cls: str
+    label: int
+    split: str
+    index: int
+
+
+class _MiniDataset:
+    """Reads dataset.json, manifest.jsonl and mels.npy (memory-mapped); format version 1."""
+
+    def __init__(self, root: Path) -> None:
+        from musiclord.audio import MelConfig
+        from musiclord.config import from_dict
+
+        meta_path = root / "dataset.json"
+        if not meta_path.is_file():
+            raise DataError(f"{root}: not a musiclord dataset (no dataset.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != "musiclord-dataset" or meta.get("version") != 1:
+            raise DataError(f"{root}: unsupported dataset format")
+        self.classes = list(meta["classes"])
+        self.mel_config = from_dict(MelConfig, meta.get("mel", {}))
+        self.records = []
+        for line in (root / "manifest.jsonl").read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                self.records.append(_Record(d["clip_id"], d["cls"], int(d["label"]), d["split"], int(d["index"])))
+        self.mels = np.load(root / "mels.npy", mmap_mode="r")
+
+    def select(self, split: str | None = None, cls: str | None = None) -> list:
+        return [r for r in self.records if (split is None or r.split == split) and (cls is None or r.cls == cls)]
+
+    def mel_tensor(self, records: Sequence[Any]) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.mels[[r.index for r in records]], dtype=np.float32))
 
 
 def load_mels(dataset: Any) -> torch.Tensor:
     """The whole mel cache (N, M, T) as a float16 tensor in memory (fast random row access)."""
     arr = np.asarray(dataset.mels)
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float16))
+    return torch.from_numpy(np.array(arr, dtype=np.float16, copy=True))
