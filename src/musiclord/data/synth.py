@@ -1,0 +1,239 @@
+"""`prepare_synth`: a dataset rendered from real scores, unpaired for training and paired for test.
+
+Pieces of music21's corpus (Bach chorale voices, fiddle tunes) are cut into 2 s windows, each at
+its own tempo, moved by octaves into the range every class plays, and rendered with FluidSynth:
+
+- train / val / aux: every window is rendered by one class only (windows disjoint across
+  classes and splits), train and val with the training bank, aux with a third bank;
+- test: windows from pieces never used above, each rendered by every class with the test bank,
+  sharing a content_id; their waves are saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musiclord.audio import MelConfig, logmel
+from musiclord.data.corpus import Window, corpus_root, cut_windows, default_cache_dir, list_pieces, load_piece
+from musiclord.data.instruments import Instrument, common_range, resolve_instruments
+from musiclord.data.parallel import ordered_map
+from musiclord.data.render import RenderJob, check_soundfont, find_soundfont, render_chunk, timgm6mb
+from musiclord.data.writer import DatasetWriter, check_output
+from musiclord.errors import DataError
+
+log = logging.getLogger(__name__)
+
+NOTES_FILE = "notes.jsonl"
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """What `prepare_synth` renders.
+
+    Attributes:
+        classes: instrument class names (short names, GM names or program numbers).
+        train_per_class: unpaired training clips per class (the paper's scale is 4200).
+        val_fraction: validation clips per class = round(train_per_class * val_fraction).
+        test_windows: paired test windows (each rendered by every class).
+        aux_per_class: unpaired clips per class rendered with the aux bank.
+        soundfont, test_soundfont, aux_soundfont: sample banks ("" = FluidR3_GM,
+            MuseScore_General, TimGM6mb, each falling back to TimGM6mb when not installed).
+        seed: everything random derives from it.
+        bpm_range: tempo of a window, quarter notes per minute (uniform).
+        velocity_range: MIDI velocity of a note (uniform, inclusive).
+        jitter_s: standard deviation of the onset timing jitter, seconds.
+        min_notes, min_fill: a window needs this many notes, sounding this fraction of the time.
+        test_windows_per_piece: most windows a test piece gives (variety).
+        workers: processes for parsing and rendering.
+        chunk: clips rendered by one synthesiser (keep fixed for reproducibility).
+        cache_dir: parsed-score cache ("" = ~/.cache/musiclord/corpus, "none" = no cache).
+    """
+
+    classes: tuple[str, ...] = ("cello", "piano", "violin", "flute")
+    train_per_class: int = 1000
+    val_fraction: float = 0.1
+    test_windows: int = 50
+    aux_per_class: int = 100
+    soundfont: str = ""
+    test_soundfont: str = ""
+    aux_soundfont: str = ""
+    seed: int = 0
+    bpm_range: tuple[float, float] = (80.0, 140.0)
+    velocity_range: tuple[int, int] = (60, 110)
+    jitter_s: float = 0.008
+    min_notes: int = 3
+    min_fill: float = 0.5
+    test_windows_per_piece: int = 3
+    workers: int = 2
+    chunk: int = 32
+    cache_dir: str = ""
+
+
+@dataclass(frozen=True)
+class _Clip:
+    clip_id: str
+    split: str
+    inst: Instrument
+    window: Window
+    soundfont: str
+    content_id: str | None = None
+
+
+def _piece_order(pieces: list[str], seed: int) -> list[str]:
+    """Chorales and tunes each shuffled, then interleaved, so any prefix mixes both."""
+    rng = np.random.default_rng([seed, 1])
+    groups: dict[str, list[str]] = {}
+    for p in pieces:
+        groups.setdefault(p.split("/")[0], []).append(p)
+    lists = [list(rng.permutation(g)) for _, g in sorted(groups.items())]
+    out = []
+    for i in range(max(len(g) for g in lists)):
+        out += [g[i] for g in lists if i < len(g)]
+    return out
+
+
+def _parse(job: tuple[str, str | None]) -> list:  # type: ignore[type-arg]
+    rel, cache = job
+    return load_piece(rel, Path(cache) if cache else None)
+
+
+def _render(job: tuple[str, list[RenderJob], MelConfig, bool]) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    soundfont, jobs, mel, keep_wave = job
+    waves = render_chunk(soundfont, jobs, mel.clip_seconds, mel.sample_rate)
+    ok = [w for w in waves if w is not None]
+    mels = iter(logmel(np.stack(ok), mel).numpy().astype(np.float16)) if ok else iter(())
+    return [(None, None) if w is None else (next(mels), w if keep_wave else None) for w in waves]
+
+
+def _collect_windows(opts: SynthOptions, pitch_range: tuple[int, int], n_test: int, n_pool: int, clip_s: float, progress: bool):  # type: ignore[no-untyped-def]
+    """Parse pieces in order until the test windows and the unpaired pool are filled."""
+    cache = None if opts.cache_dir == "none" else str(Path(opts.cache_dir) if opts.cache_dir else default_cache_dir())
+    order = _piece_order(list_pieces(), opts.seed)
+    test: list[Window] = []
+    pool: list[Window] = []
+    test_pieces: list[str] = []
+    n_train_pieces = 0
+    batch = max(8, 4 * opts.workers)
+    pos = 0
+    kw = dict(clip_s=clip_s, bpm_range=opts.bpm_range, pitch_range=pitch_range, velocity_range=opts.velocity_range,
+              jitter_s=opts.jitter_s, min_notes=opts.min_notes, min_fill=opts.min_fill)  # fmt: skip
+    while (len(test) < n_test or len(pool) < n_pool) and pos < len(order):
+        names = order[pos : pos + batch]
+        pos += len(names)
+        parsed = ordered_map(_parse, [(n, cache) for n in names], opts.workers, desc="parse scores", progress=progress)
+        for name, lines in zip(names, parsed):
+            rng = np.random.default_rng([opts.seed, zlib.crc32(name.encode())])
+            wins = [w for ln in lines for w in cut_windows(ln, rng, **kw)]
+            if not wins:
+                continue
+            if len(test) < n_test:
+                k = min(opts.test_windows_per_piece, n_test - len(test), len(wins))
+                test += [wins[i] for i in sorted(rng.choice(len(wins), size=k, replace=False))]
+                test_pieces.append(name)
+            elif len(pool) < n_pool:
+                pool += wins
+                n_train_pieces += 1
+    if len(test) < n_test or len(pool) < n_pool:
+        raise DataError(
+            f"music21's corpus gives only {len(test)} test and {len(pool)} unpaired windows for classes in "
+            f"MIDI {pitch_range[0]}..{pitch_range[1]}; ask for fewer clips"
+        )
+    return test, pool, test_pieces, n_train_pieces
+
+
+def prepare_synth(
+    out: str | Path,
+    options: SynthOptions = SynthOptions(),
+    mel: MelConfig = MelConfig(),
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Render a synthetic dataset from real scores into `out` (see the module docstring).
+
+    Returns:
+        the dataset directory.
+
+    Raises:
+        DataError: an unknown instrument, instruments with no common range, a soundfont that
+            cannot be loaded, too many clips asked of the corpus, or an existing `out` without `force`.
+    """
+    opts = options
+    insts = resolve_instruments(opts.classes)
+    pitch_range = common_range(insts)
+    check_output(out, force)
+    if opts.train_per_class < 1 or opts.test_windows < 0 or opts.aux_per_class < 0 or not 0 <= opts.val_fraction < 1:
+        raise DataError("need train_per_class >= 1, test_windows >= 0, aux_per_class >= 0, 0 <= val_fraction < 1")
+    banks = {
+        "train": check_soundfont(opts.soundfont or find_soundfont("train")),
+        "test": check_soundfont(opts.test_soundfont or find_soundfont("test")),
+        "aux": check_soundfont(opts.aux_soundfont or timgm6mb()),
+    }
+    if banks["test"].resolve() == banks["train"].resolve():
+        log.warning("the test clips use the training soundfont %s: the test will not measure a new bank", banks["train"])
+    k = len(insts)
+    n_val = int(round(opts.train_per_class * opts.val_fraction))
+    per_class = {"train": opts.train_per_class, "val": n_val, "aux": opts.aux_per_class}
+    n_pool = k * sum(per_class.values())
+    test, pool, test_pieces, n_train_pieces = _collect_windows(
+        opts, pitch_range, opts.test_windows, n_pool, mel.clip_seconds, progress
+    )
+    rng = np.random.default_rng([opts.seed, 2])
+    pool = [pool[i] for i in rng.permutation(len(pool))[:n_pool]]
+
+    clips: list[_Clip] = []
+    pos = 0
+    for split in ("train", "val", "aux"):
+        bank = str(banks["aux" if split == "aux" else "train"])
+        for j in range(k * per_class[split]):
+            inst = insts[j % k]
+            clips.append(_Clip(f"{split}-{inst.name}-{j // k:05d}", split, inst, pool[pos + j], bank))
+        pos += k * per_class[split]
+    for t, w in enumerate(test):
+        cid = f"t{t:04d}"
+        clips += [_Clip(f"test-{cid}-{i.name}", "test", i, w, str(banks["test"]), cid) for i in insts]
+
+    chunks = []
+    for s in range(0, len(clips), opts.chunk):
+        part = clips[s : s + opts.chunk]
+        groups: dict[str, list[_Clip]] = {}
+        for c in part:
+            groups.setdefault(c.soundfont, []).append(c)
+        for bank, cs in groups.items():
+            jobs = [RenderJob(c.window.notes, c.window.velocities, c.inst.program) for c in cs]
+            chunks.append((cs, (bank, jobs, mel, cs[0].split == "test")))
+    options_out = dataclasses.asdict(opts) | {
+        "programs": {i.name: i.program for i in insts},
+        "pitch_range": list(pitch_range),
+        "soundfonts": {r: str(p) for r, p in banks.items()},
+        "corpus": str(corpus_root()),
+        "test_pieces": test_pieces,
+        "train_pieces": n_train_pieces,
+        "notes_file": NOTES_FILE,
+    }
+    silent = 0
+    with DatasetWriter(out, source="synth", classes=[i.name for i in insts], mel=mel, options=options_out,
+                       capacity=len(clips), force=force) as writer:  # fmt: skip
+        notes_rows = []
+        results = ordered_map(_render, [c[1] for c in chunks], opts.workers, desc="render", total=len(clips), progress=progress)
+        for (cs, _), rendered in zip(chunks, results):
+            for c, (m, wave) in zip(cs, rendered):
+                if m is None:
+                    silent += 1
+                    log.debug("silent render skipped: %s", c.clip_id)
+                    continue
+                w = c.window
+                writer.add(clip_id=c.clip_id, cls=c.inst.name, source=f"{w.piece}#{w.voice}", start_s=w.start_s,
+                           split=c.split, mel=m, content_id=c.content_id, wave=wave,
+                           soundfont=Path(c.soundfont).name)  # fmt: skip
+                notes_rows.append({"clip_id": c.clip_id, "bpm": w.bpm, "start_q": w.start_q, "transpose": w.transpose,
+                                   "notes": [[on, d, p, v] for (on, d, p), v in zip(w.notes, w.velocities)]})  # fmt: skip
+        writer.options["silent_renders"] = silent
+        (writer.tmp / NOTES_FILE).write_text("".join(json.dumps(r) + "\n" for r in notes_rows))
+        return writer.finish()
