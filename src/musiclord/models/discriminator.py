@@ -25,30 +25,27 @@ class DiscriminatorConfig:
     Attributes:
         channels: width after the input layer; doubles at every downsampling.
         max_channels: cap on the width.
-        n_down: 2x downsamplings (128x128 -> 8x8 with 4).
+        n_down: 2x downsamplings after the stride-2 input layer (128x128 -> 4x4 with 4).
         n_classes: > 0 adds a projection term for class-conditional scores.
     """
 
-    channels: int = 32
-    max_channels: int = 256
+    channels: int = 16
+    max_channels: int = 128
     n_down: int = 4
     n_classes: int = 0
 
 
 class _DownBlock(nn.Module):
-    """conv3x3 -> LReLU -> conv3x3 -> LReLU -> avgpool 2, plus a 1x1 pooled skip."""
+    """conv3x3 -> LReLU -> avgpool 2, plus a 1x1 pooled skip (one conv per scale keeps it cheap)."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_in, 3, padding=1)
-        self.conv2 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, H, W) -> (B, C_out, H // 2, W // 2)."""
-        h = F.leaky_relu(self.conv1(x), 0.2)
-        h = F.leaky_relu(self.conv2(h), 0.2)
-        return F.avg_pool2d(h + self.skip(x), 2)
+        return F.avg_pool2d(F.leaky_relu(self.conv(x), 0.2) + self.skip(x), 2)
 
 
 class Discriminator(nn.Module):
@@ -62,7 +59,9 @@ class Discriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         c = cfg.channels
-        self.inp = nn.Conv2d(1, c, 1)
+        # a 4x4 stride-2 "patchify" input layer: full-resolution detail (the high bands the
+        # paper's critic learned to police) enters the first features at a quarter of the cost
+        self.inp = nn.Conv2d(1, c, 4, stride=2, padding=1)
         blocks = []
         for _ in range(cfg.n_down):
             c_out = min(2 * c, cfg.max_channels)
@@ -77,7 +76,7 @@ class Discriminator(nn.Module):
         """Score clips.
 
         Args:
-            mel: (B, n_mels, T) normalised log-mel; n_mels and T divisible by 2**n_down.
+            mel: (B, n_mels, T) normalised log-mel; n_mels and T divisible by 2**(n_down + 1).
             labels: (B,) class indices, used only by a class-conditional critic.
 
         Returns:

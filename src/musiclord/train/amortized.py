@@ -1,0 +1,342 @@
+"""Stage 2 of LORD: amortization with an adversarial term (paper Fig. 2, right; section 6).
+
+Stage 1 left a content code c_i for every training clip, an embedding e_y for every instrument
+and a generator G. Stage 2 trains a content encoder E_c and a class encoder E_y so that new
+audio needs no optimisation:
+
+    L = w_rec · L_rec(G(E_c(x), E_y(x)), x) + w_content · ||E_c(x) - c_i||² + w_class · ||E_y(x) - e_y||²
+        + w_adv · (-D(G(E_c(x), E_y(x))))
+
+G starts from stage 1 and is fine-tuned; D is a reduced GANSynth critic trained with the
+Wasserstein loss and a gradient penalty (`musiclord.models.discriminator`). The exported
+model is the one with the lowest reconstruction loss on the val split (never the test split).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from musiclord.config import save_config, to_dict
+from musiclord.errors import CheckpointError, DataError
+from musiclord.losses import ReconstructionLoss
+from musiclord.models import LordModel, save_model
+from musiclord.models.discriminator import (
+    Discriminator, DiscriminatorConfig, critic_loss, generator_loss, gradient_penalty,
+)
+from musiclord.train.common import (
+    BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
+    init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
+    set_threads,
+)
+from musiclord.train.config import TrainConfig
+from musiclord.train.latent import LATENT_FILE, read_latent
+
+log = logging.getLogger(__name__)
+
+AMORTIZED_FILE = "amortized.pt"
+AMORTIZED_KIND = "amortized"
+
+
+def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Steps of stage 2: `amortized.steps`, or `amortized.epochs` passes."""
+    ac = cfg.amortized
+    return ac.steps if ac.steps > 0 else max(1, ac.epochs * steps_per_epoch)
+
+
+def _sync_grads(params: list[nn.Parameter], env: DistEnv) -> None:
+    """Average gradients over processes (each process holds its slice of the global batch)."""
+    if not env.distributed:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        all_reduce_mean(p.grad, env)
+
+
+def train_amortized(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = False,
+                    stop_after: int | None = None, env: DistEnv | None = None) -> None:
+    """Run stage 2 from RUN_DIR/latent.pt; write RUN_DIR/amortized.pt and RUN_DIR/model.pt.
+
+    Args:
+        cfg: the run's config (its `model` must match stage 1's).
+        data_dir: the dataset stage 1 was trained on.
+        run_dir: the run directory holding latent.pt.
+        resume: continue from RUN_DIR/amortized.pt if it exists.
+        stop_after: end this call after this many steps in all (a checkpoint is written), as an
+            interrupted run would.
+        env: the process (default: from torchrun's environment).
+
+    Raises:
+        CheckpointError: no or a foreign latent.pt; a resume checkpoint that does not fit.
+        DataError: the dataset does not match stage 1. TrainingError: too many non-finite losses.
+    """
+    own_env = env is None
+    env = env or init_distributed(cfg.device)
+    try:
+        _train(cfg, Path(data_dir), Path(run_dir), resume, stop_after, env)
+    finally:
+        if own_env:
+            cleanup_distributed(env)
+
+
+def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_after: int | None,
+           env: DistEnv) -> None:
+    seed_everything(cfg.seed)
+    set_threads(cfg.num_threads)
+    ac = cfg.amortized
+    dev = env.device
+    lat = read_latent(run_dir / LATENT_FILE)
+    # stage 1 trains no encoders: only the generator and code sizes must agree
+    enc = {"enc_channels": cfg.model.enc_channels, "enc_blocks": cfg.model.enc_blocks}
+    if dataclasses.replace(lat.model_config, **enc) != cfg.model:
+        raise CheckpointError(f"{run_dir / LATENT_FILE}: stage 1 used other generator or code sizes than this "
+                              "config (model.* must match stage 1 except enc_channels and enc_blocks)")
+    ds = open_dataset(data_dir)
+    classes = list(ds.classes)
+    if classes != lat.classes:
+        raise DataError(f"{data_dir}: classes {classes} differ from stage 1's {lat.classes}")
+    mels = load_mels(ds)
+    if int(lat.rows.max()) >= mels.shape[0]:
+        raise DataError(f"{data_dir}: fewer clips than stage 1 was trained on")
+    it = BatchIterator(mels, lat.rows.tolist(), ac.batch_size, seed=cfg.seed + 2, env=env)
+    total = total_steps(cfg, it.steps_per_epoch)
+    content_t, class_t, labels = lat.content.float(), lat.class_embeddings.float(), lat.labels
+
+    model = LordModel(cfg.model, classes)
+    model.generator.load_state_dict(lat.generator_state)
+    model.class_embeddings.copy_(class_t)
+    model.to(dev)
+    use_adv = ac.w_adv > 0
+    disc = Discriminator(DiscriminatorConfig(channels=ac.disc_channels,
+                                             n_classes=len(classes) if ac.disc_conditional else 0)).to(dev)
+    loss_fn = ReconstructionLoss.from_config(cfg.loss, dev)
+    enc_params = list(model.content_encoder.parameters()) + list(model.class_encoder.parameters())
+    gen_params = list(model.generator.parameters())
+    opt = torch.optim.Adam([
+        {"params": enc_params, "lr": ac.lr_encoders},
+        {"params": gen_params, "lr": ac.lr_generator, "betas": (0.5, 0.9)},
+    ])
+    opt_d = torch.optim.Adam(disc.parameters(), lr=ac.lr_discriminator, betas=(0.5, 0.9))
+    gp_gen = torch.Generator().manual_seed(cfg.seed + 3)
+    guard = NonFiniteGuard(ac.max_nonfinite)
+    ckpt = run_dir / AMORTIZED_FILE
+    objects: dict[str, Any] = {"model": model, "disc": disc, "optimizer": opt, "optimizer_d": opt_d,
+                               "gp_rng": gp_gen, "guard": guard}
+    best: dict[str, Any] = {"val": float("inf"), "step": -1, "state": None}
+    step = 0
+    if resume and ckpt.exists():
+        obj = load_state(ckpt, AMORTIZED_KIND, objects, map_location=dev)
+        step = int(obj["step"])
+        best = dict(obj.get("best", best))
+        if env.is_main:
+            log.info("resumed %s at step %d of %d", ckpt, step, total)
+    val_recs = ds.select(split="val")
+    if ac.val_clips > 0:
+        val_recs = val_recs[: ac.val_clips]
+    val_x = ds.mel_tensor(val_recs) if val_recs else None
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        if val_x is None:
+            log.warning("%s has no val clips: the final stage-2 model is exported", data_dir)
+        log.info("stage 2: %d clips, %d steps of %d, adversarial %s, %d encoder + %d critic parameters",
+                 len(lat.rows), total, ac.batch_size, f"w={ac.w_adv}" if use_adv else "off",
+                 sum(p.numel() for p in enc_params), sum(p.numel() for p in disc.parameters()))
+    tb = TBWriter(run_dir / "tb", env)
+    end = total if stop_after is None else min(total, stop_after)
+    bar = progress(total, env, "stage 2", initial=step)
+    t0, done0 = time.time(), step
+
+    def checkpoint(at: int) -> None:
+        if env.is_main:
+            save_state(ckpt, AMORTIZED_KIND, objects, at, config=to_dict(cfg), classes=classes, best=best,
+                       data_dir=str(data_dir))
+
+    def validate(at: int) -> None:
+        if val_x is None:
+            return
+        val = val_loss(model, loss_fn, val_x, dev)
+        tb.scalars({"val/rec": val}, at)
+        if val < best["val"]:
+            best.update(val=val, step=at, state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        log.debug("step %d: val rec %.4f (best %.4f at %d)", at, val, best["val"], best["step"])
+
+    model.train()
+    disc.train()
+    loss_fn.train()
+    while step < end:
+        f = cosine_lr_factor(step, total, 0, 0.1, True)
+        set_lr(opt, f)
+        pos, x = it.batch(step)
+        x, pos = x.to(dev), pos.to(dev)
+        y = labels.to(dev)[pos]
+        scal: dict[str, float] = {}
+        if use_adv:
+            for j in range(ac.n_critic):
+                with torch.no_grad():
+                    fake = model.decode(model.encode_content(x), model.encode_class(x))
+                real_s, fake_s = disc(x, y), disc(fake, y)
+                d_loss = critic_loss(real_s, fake_s, ac.drift)
+                # lazy regularisation (StyleGAN2): the penalty every gp_every-th critic step, scaled up
+                if (step * ac.n_critic + j) % ac.gp_every == 0:
+                    gp = gradient_penalty(disc, x, fake, y, generator=gp_gen)
+                    d_loss = d_loss + ac.gp_weight * ac.gp_every * gp
+                    scal["adv/gp"] = gp.item()
+                opt_d.zero_grad(set_to_none=True)
+                if guard.check(d_loss, env, step):
+                    d_loss.backward()
+                    _sync_grads(list(disc.parameters()), env)
+                    opt_d.step()
+            scal.update({"adv/critic": d_loss.item(), "adv/wasserstein": (real_s.mean() - fake_s.mean()).item()})
+        content, class_emb = model.encode_content(x), model.encode_class(x)
+        pred = model.decode(content, class_emb)
+        terms = loss_fn(pred, x)
+        l_content = F.mse_loss(content, content_t.to(dev)[pos])
+        l_class = F.mse_loss(class_emb, class_t.to(dev)[y])
+        loss = ac.w_rec * terms["total"] + ac.w_content * l_content + ac.w_class * l_class
+        adv_on = use_adv and step >= ac.adv_warmup_steps
+        if adv_on:
+            for p in disc.parameters():
+                p.requires_grad_(False)
+            g_adv = generator_loss(disc(pred, y))
+            for p in disc.parameters():
+                p.requires_grad_(True)
+            loss = loss + ac.w_adv * g_adv
+            scal["adv/generator"] = g_adv.item()
+        opt.zero_grad(set_to_none=True)
+        if guard.check(loss, env, step):
+            loss.backward()
+            _sync_grads(enc_params + gen_params, env)
+            if ac.grad_clip > 0:
+                nn.utils.clip_grad_norm_(enc_params + gen_params, ac.grad_clip)
+            opt.step()
+        step += 1
+        bar.update()
+        if step % ac.log_every == 0 or step == end:
+            vals = torch.stack([v.detach() for v in terms.values()] + [l_content.detach(), l_class.detach(),
+                                                                         loss.detach()])
+            all_reduce_mean(vals, env)
+            names = [f"rec/{k}" for k in terms] + ["loss/content", "loss/class", "loss/total"]
+            scal.update({k: float(v) for k, v in zip(names, vals)})
+            scal["lr/encoders"] = opt.param_groups[0]["lr"]
+            scal["train/nonfinite"] = guard.total
+            scal["train/clips_per_s"] = (step - done0) * ac.batch_size / max(1e-9, time.time() - t0)
+            tb.scalars(scal, step)
+            bar.set_postfix(rec=f"{scal['rec/total']:.4f}", content=f"{scal['loss/content']:.4f}")
+        if ac.val_every and step % ac.val_every == 0 and step < end:
+            validate(step)
+        if ac.image_every and step % ac.image_every == 0 and env.is_main:
+            log_images(model, x, y, tb, step, len(classes))
+        if ac.checkpoint_every and step % ac.checkpoint_every == 0 and step < end:
+            checkpoint(step)
+    bar.close()
+    if step >= total:
+        validate(step)
+    checkpoint(step)
+    elapsed = time.time() - t0
+    if env.is_main and step > done0:
+        log.info("stage 2: %d steps in %.0f s (%.1f clips/s)", step - done0, elapsed,
+                 (step - done0) * ac.batch_size / max(elapsed, 1e-9))
+    if step >= total and env.is_main:
+        log_images(model, x, y, tb, step, len(classes))
+        export(model, best, cfg, run_dir, ds, val_x, loss_fn, dev, lat.step, step)
+    tb.close()
+
+
+@torch.no_grad()
+def val_loss(model: LordModel, loss_fn: ReconstructionLoss, val_x: torch.Tensor, dev: torch.device,
+             batch_size: int = 64, class_emb: torch.Tensor | None = None) -> float:
+    """Mean reconstruction loss ("total") of G(E_c(x), E_y(x)) over val clips (B, M, T).
+
+    class_emb (B, E), when given, replaces E_y(x) (e.g. the learned embedding of each clip's class).
+    """
+    was = model.training
+    model.eval()
+    tot, n = 0.0, 0
+    for i in range(0, len(val_x), batch_size):
+        x = val_x[i:i + batch_size].to(dev)
+        e = model.encode_class(x) if class_emb is None else class_emb[i:i + batch_size].to(dev)
+        tot += float(loss_fn(model.decode(model.encode_content(x), e), x)["total"]) * len(x)
+        n += len(x)
+    model.train(was)
+    return tot / max(n, 1)
+
+
+@torch.no_grad()
+def log_images(model: LordModel, x: torch.Tensor, y: torch.Tensor, tb: TBWriter, step: int, n_classes: int) -> None:
+    """Inputs, reconstructions and a translation grid (first clip of each class x every class)."""
+    if tb.writer is None:
+        return
+    was = model.training
+    model.eval()
+    pick = [int((y == k).nonzero()[0]) for k in range(n_classes) if (y == k).any()][:4]
+    src = x[pick]
+    content = model.encode_content(src)
+    tb.spectrograms("amortized/input", src, step, nrow=len(pick))
+    tb.spectrograms("amortized/reconstruction", model.decode(content, model.encode_class(src)), step, nrow=len(pick))
+    emb = model.class_embeddings
+    grid = model.decode(content.repeat_interleave(n_classes, 0), emb.repeat(len(pick), 1))
+    tb.spectrograms("amortized/translation", grid, step, nrow=n_classes)
+    model.train(was)
+
+
+def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Path, ds: Any,
+           val_x: torch.Tensor | None, loss_fn: ReconstructionLoss, dev: torch.device,
+           latent_steps: int, steps: int) -> None:
+    """Write RUN_DIR/model.pt from the best-on-val weights.
+
+    The per-instrument embedding used by `--to` is chosen on val between (a) the stage-1
+    embedding, the target the class encoder regressed to and what G was trained on, and (b) the
+    class encoder's mean over the instrument's val clips, what the fine-tuned G saw in stage 2;
+    (a) wins ties, (b) only if it reconstructs the val clips better.
+    """
+    out = LordModel(model.cfg, model.classes)
+    out.load_state_dict(best["state"] if best.get("state") is not None else model.state_dict())
+    out.to(dev)
+    choice, val_stage1, val_mean = "stage1", None, None
+    if val_x is not None:
+        recs = ds.select(split="val")[: len(val_x)]
+        y = torch.tensor([r.label for r in recs])
+        val_stage1 = val_loss(out, loss_fn, val_x, dev, class_emb=out.class_embeddings.cpu()[y])
+        with torch.no_grad():
+            out.eval()
+            codes = torch.cat([out.encode_class(val_x[i:i + 64].to(dev)).cpu() for i in range(0, len(val_x), 64)])
+        means = out.class_embeddings.detach().cpu().clone()
+        for k in range(len(out.classes)):
+            if (y == k).any():
+                means[k] = codes[y == k].mean(0)
+        val_mean = val_loss(out, loss_fn, val_x, dev, class_emb=means[y])
+        if val_mean < val_stage1:
+            choice = "encoder_mean"
+            out.class_embeddings.copy_(means.to(dev))
+    meta = {
+        "stage": "amortized",
+        "adversarial": cfg.amortized.w_adv > 0,
+        "w_adv": cfg.amortized.w_adv,
+        "latent_steps": int(latent_steps),
+        "amortized_steps": int(steps),
+        "best_step": int(best.get("step", steps)),
+        "val_rec": None if best.get("val") in (None, float("inf")) else float(best["val"]),
+        "class_embeddings": choice,
+        "val_rec_stage1_embeddings": val_stage1,
+        "val_rec_encoder_mean_embeddings": val_mean,
+        "classes": list(model.classes),
+    }
+    save_model(out.cpu(), run_dir / "model.pt", ds.mel_config, meta=meta)
+    log.info("wrote %s (stage 2, best val step %s, class embeddings: %s)", run_dir / "model.pt",
+             meta["best_step"], choice)
+
+
+def load_amortized_config(run_dir: str | Path) -> dict[str, Any]:
+    """The config dict stored in RUN_DIR/amortized.pt (for inspection)."""
+    from musiclord.checkpoint import load_checkpoint
+
+    return dict(load_checkpoint(Path(run_dir) / AMORTIZED_FILE, kind=AMORTIZED_KIND)["config"])
