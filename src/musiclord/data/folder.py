@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from musiclord.audio import MelConfig, list_audio
-from musiclord.data.recordings import RecordingJob, estimate_windows, split_files, write_recordings
+from musiclord.data.recordings import RecordingJob, probe_files, split_files, write_recordings
 from musiclord.data.writer import DatasetWriter, check_output
 from musiclord.errors import DataError
 
@@ -78,18 +78,23 @@ def prepare_folder(
 
     rng = np.random.default_rng(opts.seed)
     jobs: list[RecordingJob] = []
+    skipped: list[tuple[str, str]] = []
     capacity = 0
     for cls in classes:
         files = [p.relative_to(root).as_posix() for p in list_audio(root / cls)]
         if not files:
             raise DataError(f"class {cls!r} has no audio file under {root / cls}")
+        files, n_max, bad = probe_files(root, files, mel.clip_seconds, opts.hop_seconds)
+        skipped += bad
         splits = split_files(files, opts.val_fraction, opts.test_fraction, rng)
         for rel in files:
             keep = splits[rel] == "test" and opts.save_test_waves
             jobs.append(RecordingJob(str(root / rel), rel, cls, splits[rel], opts.hop_seconds, opts.silence_db, keep, mel))
-            capacity += estimate_windows(root / rel, mel.clip_seconds, opts.hop_seconds)
+            capacity += n_max[rel]
     options_out = dataclasses.asdict(opts) | {"root": str(root), "classes": classes}
     with DatasetWriter(out, source="folder", classes=classes, mel=mel, options=options_out,
                        capacity=capacity, force=force) as writer:  # fmt: skip
+        for rel, reason in skipped:
+            writer.skip(rel, reason)
         writer.options["dropped_silent_windows"] = write_recordings(writer, jobs, opts.workers, progress)
         return writer.finish()

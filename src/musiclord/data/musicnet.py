@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from musiclord.audio import MelConfig
-from musiclord.data.recordings import RecordingJob, estimate_windows, split_files, write_recordings
+from musiclord.data.recordings import RecordingJob, probe_files, split_files, write_recordings
 from musiclord.data.writer import DatasetWriter, check_output
 from musiclord.errors import DataError
 
@@ -105,6 +105,7 @@ def prepare_musicnet(
     rng = np.random.default_rng(opts.seed)
     jobs: list[RecordingJob] = []
     missing: list[str] = []
+    skipped: list[tuple[str, str]] = []
     capacity = 0
     for ens, cls in zip(ensembles, classes):
         ids = sorted((r["id"].strip() for r in rows if r["ensemble"] == ens), key=lambda s: (len(s), s))
@@ -116,11 +117,14 @@ def prepare_musicnet(
                 test.append(f"test_data/{i}.wav")
             else:
                 missing.append(i)
+        train, n_max, bad = probe_files(root, train, mel.clip_seconds, opts.hop_seconds)
+        test, n_max_test, bad_test = probe_files(root, test, mel.clip_seconds, opts.hop_seconds)
+        skipped += bad + bad_test
         splits = split_files(train, opts.val_fraction, 0.0, rng) | {t: "test" for t in test}
         for rel in train + test:
             keep = splits[rel] == "test" and opts.save_test_waves
             jobs.append(RecordingJob(str(root / rel), rel, cls, splits[rel], opts.hop_seconds, opts.silence_db, keep, mel))
-            capacity += estimate_windows(root / rel, mel.clip_seconds, opts.hop_seconds)
+            capacity += (n_max | n_max_test)[rel]
         log.info("%s (%s): %d train/val and %d test recordings", cls, ens, len(train), len(test))
 
     options_out = dataclasses.asdict(opts) | {"root": str(root), "ensembles_by_class": dict(zip(classes, ensembles))}
@@ -130,5 +134,7 @@ def prepare_musicnet(
             log.warning("%d selected recordings have no audio in train_data/ or test_data/; skipped", len(missing))
             for i in missing:
                 writer.skipped.append({"file": f"{i}.wav", "reason": "not found in train_data/ or test_data/"})
+        for rel, reason in skipped:
+            writer.skip(rel, reason)
         writer.options["dropped_silent_windows"] = write_recordings(writer, jobs, opts.workers, progress)
         return writer.finish()

@@ -1,11 +1,11 @@
-"""An ordered map over worker processes (spawned, one torch thread each) with a tqdm bar."""
+"""A pool of spawned worker processes (one torch thread each), mapped in order with a tqdm bar."""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -21,35 +21,51 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # the workers already use every core between them
 
 
-def ordered_map(
-    fn: Callable[[A], R],
-    items: Iterable[A],
-    workers: int = 2,
-    desc: str = "",
-    total: int | None = None,
-    progress: bool = True,
-) -> Iterator[R]:
-    """Yield `fn(item)` for each item, in order; `workers` <= 1 runs in this process.
+class Workers:
+    """`workers` processes, started on first use and reused by every `map` until closed.
 
-    `fn` must be a module-level function (it is sent to spawned processes by name).
+    With workers <= 1 everything runs in this process. Functions must be module-level (spawned
+    processes import them by name), and a script using this needs the `if __name__ == "__main__"`
+    guard, as with any multiprocessing.
     """
-    items = list(items)
-    bar = tqdm(total=total if total is not None else len(items), desc=desc, disable=not progress, leave=False)
-    try:
-        if workers <= 1 or len(items) <= 1:
-            for item in items:
-                r = fn(item)
-                bar.update(1 if total is None else _size(r))
-                yield r
-            return
-        ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
-        with ctx.Pool(min(workers, len(items)), initializer=_init_worker) as pool:
-            for r in pool.imap(fn, items, chunksize=1):
-                bar.update(1 if total is None else _size(r))
-                yield r
-    finally:
-        bar.close()
 
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = workers
+        self._pool: Any = None
 
-def _size(r: object) -> int:
-    return len(r) if isinstance(r, (list, tuple)) else 1
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def map(
+        self,
+        fn: Callable[[A], R],
+        items: Iterable[A],
+        desc: str = "",
+        total: int | None = None,
+        progress: bool = True,
+    ) -> Iterator[R]:
+        """Yield `fn(item)` for each item, in order; the bar counts items, or len(result) with `total`."""
+        items = list(items)
+        bar = tqdm(total=total if total is not None else len(items), desc=desc, disable=not progress, leave=False)
+        try:
+            if self.workers <= 1 or len(items) <= 1:
+                results: Iterable[R] = map(fn, items)
+            else:
+                if self._pool is None:
+                    # spawn, not fork: forking after torch has started threads can deadlock
+                    self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init_worker)
+                results = self._pool.imap(fn, items, chunksize=1)
+            for r in results:
+                bar.update(len(r) if total is not None and isinstance(r, (list, tuple)) else 1)
+                yield r
+        finally:
+            bar.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from musiclord.audio import MelConfig, audio_info, logmel, stream_audio
-from musiclord.data.parallel import ordered_map
+from musiclord.data.parallel import Workers
 from musiclord.data.render import HEADROOM
 from musiclord.data.writer import DatasetWriter
 from musiclord.errors import MusiclordError
@@ -55,13 +55,29 @@ def max_windows(seconds: float, clip_s: float, hop_s: float) -> int:
     return 0 if seconds < clip_s else int(math.floor((seconds - clip_s) / hop_s + 1e-9)) + 1
 
 
-def estimate_windows(path: Path, clip_s: float, hop_s: float) -> int:
-    """Upper bound on the windows of a file from its header (0 when it cannot be read)."""
-    try:
-        sr, _, frames = audio_info(path)
-    except MusiclordError:
-        return 0
-    return max_windows(frames / max(sr, 1), clip_s, hop_s) + 1
+def probe_files(
+    root: Path, rels: list[str], clip_s: float, hop_s: float
+) -> tuple[list[str], dict[str, int], list[tuple[str, str]]]:
+    """Read each file's header: (usable files, their most windows, skipped (file, reason) pairs).
+
+    Unreadable files and files shorter than a clip are caught here, before the split, so a
+    broken file never takes a split's place.
+    """
+    ok, n_max, skipped = [], {}, []
+    for rel in rels:
+        try:
+            sr, _, frames = audio_info(root / rel)
+        except MusiclordError as e:
+            skipped.append((rel, str(e).split(": ", 1)[-1]))
+            continue
+        if frames == 0:
+            skipped.append((rel, "the file holds no audio samples"))
+        elif frames / max(sr, 1) < clip_s:
+            skipped.append((rel, f"shorter than one {clip_s:g} s clip"))
+        else:
+            ok.append(rel)
+            n_max[rel] = max_windows(frames / sr, clip_s, hop_s) + 1
+    return ok, n_max, skipped
 
 
 def cut_recording(job: RecordingJob) -> RecordingResult:
@@ -111,16 +127,17 @@ def write_recordings(writer: DatasetWriter, jobs: list[RecordingJob], workers: i
     Unusable files are recorded with `writer.skip`. Returns the windows dropped as near-silent.
     """
     dropped = 0
-    for res in ordered_map(cut_recording, jobs, workers, desc="cut recordings", progress=progress):
-        job = res.job
-        if res.error is not None:
-            writer.skip(job.rel, res.error)
-            continue
-        dropped += res.n_windows - len(res.starts)
-        stem = Path(job.rel).with_suffix("").as_posix().replace("/", "_")
-        for i, (start, m) in enumerate(zip(res.starts, res.mels)):  # type: ignore[arg-type]
-            writer.add(clip_id=f"{job.cls}-{stem}-{i:05d}", cls=job.cls, source=job.rel, start_s=start,
-                       split=job.split, mel=m, wave=res.waves[i] if res.waves else None)  # fmt: skip
+    with Workers(workers) as pool:
+        for res in pool.map(cut_recording, jobs, desc="cut recordings", progress=progress):
+            job = res.job
+            if res.error is not None:
+                writer.skip(job.rel, res.error)
+                continue
+            dropped += res.n_windows - len(res.starts)
+            stem = Path(job.rel).with_suffix("").as_posix().replace("/", "_")
+            for i, (start, m) in enumerate(zip(res.starts, res.mels)):  # type: ignore[arg-type]
+                writer.add(clip_id=f"{job.cls}-{stem}-{i:05d}", cls=job.cls, source=job.rel, start_s=start,
+                           split=job.split, mel=m, wave=res.waves[i] if res.waves else None)  # fmt: skip
     return dropped
 
 

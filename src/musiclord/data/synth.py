@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 from musiclord.audio import MelConfig, logmel
 from musiclord.data.corpus import Window, corpus_root, cut_windows, default_cache_dir, list_pieces, load_piece
 from musiclord.data.instruments import Instrument, common_range, resolve_instruments
-from musiclord.data.parallel import ordered_map
+from musiclord.data.parallel import Workers
 from musiclord.data.render import RenderJob, check_soundfont, find_soundfont, render_chunk, timgm6mb
 from musiclord.data.writer import DatasetWriter, check_output
 from musiclord.errors import DataError
@@ -112,7 +113,7 @@ def _render(job: tuple[str, list[RenderJob], MelConfig, bool]) -> list[tuple[np.
     return [(None, None) if w is None else (next(mels), w if keep_wave else None) for w in waves]
 
 
-def _collect_windows(opts: SynthOptions, pitch_range: tuple[int, int], n_test: int, n_pool: int, clip_s: float, progress: bool):  # type: ignore[no-untyped-def]
+def _collect_windows(opts: SynthOptions, pool_: Workers, pitch_range: tuple[int, int], n_test: int, n_pool: int, clip_s: float, progress: bool):  # type: ignore[no-untyped-def]
     """Parse pieces in order until the test windows and the unpaired pool are filled."""
     cache = None if opts.cache_dir == "none" else str(Path(opts.cache_dir) if opts.cache_dir else default_cache_dir())
     order = _piece_order(list_pieces(), opts.seed)
@@ -127,7 +128,7 @@ def _collect_windows(opts: SynthOptions, pitch_range: tuple[int, int], n_test: i
     while (len(test) < n_test or len(pool) < n_pool) and pos < len(order):
         names = order[pos : pos + batch]
         pos += len(names)
-        parsed = ordered_map(_parse, [(n, cache) for n in names], opts.workers, desc="parse scores", progress=progress)
+        parsed = pool_.map(_parse, [(n, cache) for n in names], desc="parse scores", progress=progress)
         for name, lines in zip(names, parsed):
             rng = np.random.default_rng([opts.seed, zlib.crc32(name.encode())])
             wins = [w for ln in lines for w in cut_windows(ln, rng, **kw)]
@@ -177,13 +178,33 @@ def prepare_synth(
     }
     if banks["test"].resolve() == banks["train"].resolve():
         log.warning("the test clips use the training soundfont %s: the test will not measure a new bank", banks["train"])
+    workers = Workers(opts.workers)
+    with workers:
+        return _prepare(out, opts, insts, pitch_range, banks, mel, force, progress, workers)
+
+
+def _prepare(
+    out: str | Path,
+    opts: SynthOptions,
+    insts: list[Instrument],
+    pitch_range: tuple[int, int],
+    banks: dict[str, Path],
+    mel: MelConfig,
+    force: bool,
+    progress: bool,
+    workers: Workers,
+) -> Path:
     k = len(insts)
     n_val = int(round(opts.train_per_class * opts.val_fraction))
     per_class = {"train": opts.train_per_class, "val": n_val, "aux": opts.aux_per_class}
     n_pool = k * sum(per_class.values())
+    t0 = time.perf_counter()
     test, pool, test_pieces, n_train_pieces = _collect_windows(
-        opts, pitch_range, opts.test_windows, n_pool, mel.clip_seconds, progress
+        opts, workers, pitch_range, opts.test_windows, n_pool, mel.clip_seconds, progress
     )
+    log.info("windows: %d test from %d pieces, %d unpaired from %d pieces (%.0f s)",
+             len(test), len(test_pieces), len(pool), n_train_pieces, time.perf_counter() - t0)  # fmt: skip
+    t0 = time.perf_counter()
     rng = np.random.default_rng([opts.seed, 2])
     pool = [pool[i] for i in rng.permutation(len(pool))[:n_pool]]
 
@@ -202,12 +223,12 @@ def prepare_synth(
     chunks = []
     for s in range(0, len(clips), opts.chunk):
         part = clips[s : s + opts.chunk]
-        groups: dict[str, list[_Clip]] = {}
+        groups: dict[tuple[str, bool], list[_Clip]] = {}
         for c in part:
-            groups.setdefault(c.soundfont, []).append(c)
-        for bank, cs in groups.items():
+            groups.setdefault((c.soundfont, c.split == "test"), []).append(c)
+        for (bank, is_test), cs in groups.items():
             jobs = [RenderJob(c.window.notes, c.window.velocities, c.inst.program) for c in cs]
-            chunks.append((cs, (bank, jobs, mel, cs[0].split == "test")))
+            chunks.append((cs, (bank, jobs, mel, is_test)))
     options_out = dataclasses.asdict(opts) | {
         "programs": {i.name: i.program for i in insts},
         "pitch_range": list(pitch_range),
@@ -221,7 +242,7 @@ def prepare_synth(
     with DatasetWriter(out, source="synth", classes=[i.name for i in insts], mel=mel, options=options_out,
                        capacity=len(clips), force=force) as writer:  # fmt: skip
         notes_rows = []
-        results = ordered_map(_render, [c[1] for c in chunks], opts.workers, desc="render", total=len(clips), progress=progress)
+        results = workers.map(_render, [c[1] for c in chunks], desc="render", total=len(clips), progress=progress)
         for (cs, _), rendered in zip(chunks, results):
             for c, (m, wave) in zip(cs, rendered):
                 if m is None:
@@ -235,5 +256,6 @@ def prepare_synth(
                 notes_rows.append({"clip_id": c.clip_id, "bpm": w.bpm, "start_q": w.start_q, "transpose": w.transpose,
                                    "notes": [[on, d, p, v] for (on, d, p), v in zip(w.notes, w.velocities)]})  # fmt: skip
         writer.options["silent_renders"] = silent
+        log.info("rendered %d clips (%d silent, dropped) in %.0f s", len(clips), silent, time.perf_counter() - t0)
         (writer.tmp / NOTES_FILE).write_text("".join(json.dumps(r) + "\n" for r in notes_rows))
         return writer.finish()

@@ -1,0 +1,128 @@
+"""prepare_synth on a tiny size: instruments, windows, rendering, pairing, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from musiclord.audio import MelConfig
+from musiclord.data import Dataset, SynthOptions, common_range, prepare_synth, resolve_instrument, resolve_instruments
+from musiclord.data.corpus import Line, cut_windows
+from musiclord.data.render import HEADROOM, RenderJob, render_chunk, timgm6mb
+from musiclord.errors import DataError
+
+pytest.importorskip("music21")
+pytest.importorskip("fluidsynth")
+
+
+def test_instrument_names():
+    assert resolve_instrument("cello").program == 42
+    assert resolve_instrument("Violin").program == 40
+    assert resolve_instrument(73).name == "flute"
+    assert resolve_instrument("acoustic grand piano").program == 0
+    with pytest.raises(DataError, match="unknown instrument 'kazoo'.*cello.*violin"):
+        resolve_instrument("kazoo")
+    with pytest.raises(DataError, match="repeat"):
+        resolve_instruments(["horn", "french_horn"])
+    lo, hi = common_range(resolve_instruments(["cello", "piano", "violin", "flute"]))
+    assert 55 <= lo <= 60 and 79 <= hi <= 89 and hi - lo >= 12
+    with pytest.raises(DataError, match="less than an octave"):
+        common_range(resolve_instruments(["contrabass", "piccolo"]))
+
+
+def test_cut_windows_properties():
+    # a scale of eighth notes over 4 octaves: wide enough that some windows need no shift, some cannot fit
+    notes = tuple((0.5 * i, 0.5, 40 + i % 48) for i in range(200))
+    rng = np.random.default_rng(0)
+    wins = cut_windows(Line("p", "v", notes), rng, clip_s=2.0, bpm_range=(90, 130), pitch_range=(59, 84),
+                       velocity_range=(60, 100), jitter_s=0.01, min_notes=3, min_fill=0.5)  # fmt: skip
+    assert len(wins) > 5
+    starts = [w.start_q for w in wins]
+    assert starts == sorted(starts)
+    for a, b in zip(wins, wins[1:]):  # disjoint in the score
+        assert a.start_q + 2.0 * a.bpm / 60 <= b.start_q + 1e-3  # starts are rounded to 1e-4
+    for w in wins:
+        assert 90 <= w.bpm <= 130 and w.transpose % 12 == 0
+        assert all(59 <= p <= 84 for _, _, p in w.notes)
+        assert all(0 <= on and on + d <= 2.0 + 1e-6 for on, d, _ in w.notes)
+        assert all(60 <= v <= 100 for v in w.velocities) and len(w.velocities) == len(w.notes)
+        assert sum(d for _, d, _ in w.notes) >= 1.0
+
+
+def test_render_plays_the_note():
+    jobs = [RenderJob(((0.0, 1.5, 69),), (100,), 73), RenderJob(((0.0, 1.5, 57),), (100,), 42)]
+    a4, a3 = render_chunk(str(timgm6mb()), jobs, 2.0, 16000)
+    for wave, f0 in ((a4, 440.0), (a3, 220.0)):
+        assert wave.shape == (32000,) and abs(np.abs(wave).max() - HEADROOM) < 1e-4
+        spec = np.abs(np.fft.rfft(wave[4000:20000] * np.hanning(16000)))
+        freqs = np.fft.rfftfreq(16000, 1 / 16000)
+        # the fundamental or one of its first harmonics carries the most energy
+        peak = freqs[np.argmax(spec)]
+        assert min(abs(peak / f0 - k) for k in (1, 2, 3)) < 0.03, peak
+    again = render_chunk(str(timgm6mb()), jobs, 2.0, 16000)
+    np.testing.assert_array_equal(again[0], a4)  # a fresh synthesiser per chunk: repeatable
+
+
+def _tiny(out, cache, **kw):
+    bank = str(timgm6mb())
+    opts = SynthOptions(classes=("cello", "violin"), train_per_class=6, test_windows=3, aux_per_class=2,
+                        soundfont=bank, test_soundfont=bank, aux_soundfont=bank, workers=1,
+                        cache_dir=str(cache), **kw)  # fmt: skip
+    return prepare_synth(out, opts, MelConfig(), progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    return _tiny(root / "ds", root / "cache"), root
+
+
+def test_tiny_synth_dataset(tiny):
+    out, _ = tiny
+    ds = Dataset.open(out)
+    assert ds.classes == ["cello", "violin"] and ds.source == "synth"
+    assert ds.counts() == {s: {"cello": n, "violin": n} for s, n in (("train", 6), ("val", 1), ("test", 3), ("aux", 2))}
+    x = ds.mel_tensor(ds.records)
+    assert x.shape == (len(ds), 128, 128) and bool(x.isfinite().all())
+    assert float(x.std(dim=(1, 2)).min()) > 0.1  # every clip holds sound, not a constant image
+    # unpaired splits: each score window is used once, by one class only
+    unpaired = [(r.source, r.start_s) for r in ds.records if r.split != "test"]
+    assert len(set(unpaired)) == len(unpaired)
+    assert all(r.content_id is None and r.wave is None for r in ds.records if r.split != "test")
+    # test: every window rendered by every class, from pieces never used for training
+    pairs = ds.paired()
+    assert len(pairs) == 3 and all(set(g) == {"cello", "violin"} for g in pairs.values())
+    for g in pairs.values():
+        assert g["cello"].source == g["violin"].source and g["cello"].start_s == g["violin"].start_s
+        assert ds.load_wave(g["cello"]).shape == (32000,)
+    test_pieces = {r.source.split("#")[0] for r in ds.select("test")}
+    assert test_pieces == set(ds.options["test_pieces"])
+    assert not test_pieces & {r.source.split("#")[0] for r in ds.records if r.split != "test"}
+    # the score of every clip is kept, inside the common range
+    rows = [json.loads(line) for line in (out / "notes.jsonl").read_text().splitlines()]
+    assert [r["clip_id"] for r in rows] == [r.clip_id for r in ds.records]
+    lo, hi = ds.options["pitch_range"]
+    assert all(lo <= n[2] <= hi for r in rows for n in r["notes"])
+
+
+def test_synth_is_deterministic_for_a_seed(tiny, tmp_path):
+    out, root = tiny
+    again = _tiny(tmp_path / "again", root / "cache")
+    assert (again / "manifest.jsonl").read_text() == (out / "manifest.jsonl").read_text()
+    np.testing.assert_array_equal(np.load(again / "mels.npy"), np.load(out / "mels.npy"))
+    other = _tiny(tmp_path / "other", root / "cache", seed=1)
+    assert (other / "manifest.jsonl").read_text() != (out / "manifest.jsonl").read_text()
+
+
+def test_synth_refuses_bad_requests(tmp_path):
+    with pytest.raises(DataError, match="unknown instrument"):
+        prepare_synth(tmp_path / "x", SynthOptions(classes=("cello", "kazoo")))
+    with pytest.raises(DataError, match="no such file"):
+        prepare_synth(tmp_path / "x", SynthOptions(classes=("cello", "violin"), soundfont=str(tmp_path / "none.sf2")))
+    bad = tmp_path / "bad.sf2"
+    bad.write_bytes(b"not a soundfont at all")
+    with pytest.raises(DataError, match="not a SoundFont"):
+        prepare_synth(tmp_path / "x", SynthOptions(classes=("cello", "violin"), test_soundfont=str(bad)))
+    assert not (tmp_path / "x").exists()
