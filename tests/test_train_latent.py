@@ -174,3 +174,55 @@ def test_config_overrides_and_presets(tmp_path):
     assert resolve_config(str(tmp_path / "c.yaml")) == cfg
     with pytest.raises(ConfigError):
         resolve_config("tiny", ["device=tpu"])
+
+
+def test_cli_train_refuses_to_overwrite(data, tmp_path, capsys):
+    from musiclord.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--config", "tiny", "--stage", "latent",
+            "latent.steps=3", "device=cpu"]
+    assert main(args) == 0
+    assert (run / "model.pt").exists() and (run / "config.yaml").exists()
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--config", "tiny",
+                 "latent.bogus=1"]) == 2
+
+
+@pytest.mark.heavy  # three interpreters start on 2 cores
+def test_sigkill_then_resume_matches_straight_run(data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from musiclord.checkpoint import load_checkpoint
+
+    def cmd(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "musiclord.cli", "train", "--data", str(data), "--out", str(out), "--config",
+                "tiny", "--stage", "latent", "latent.steps=120", "latent.checkpoint_every=7", "device=cpu", *extra]
+
+    env = {**os.environ, "MUSICLORD_NO_PROGRESS": "1"}
+    subprocess.run(cmd(tmp_path / "straight"), check=True, env=env, capture_output=True)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_after = 7 * int(np.random.default_rng().integers(1, 10)) + 3
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        ck = run / "latent.pt"
+        if ck.exists():
+            try:
+                if load_checkpoint(ck, kind="latent")["step"] >= kill_after - 3:
+                    break
+            except CheckpointError:
+                pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run(cmd(run, "--resume"), check=True, env=env, capture_output=True)
+    wa, wb = _weights(tmp_path / "straight"), _weights(run)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k

@@ -110,7 +110,7 @@ def _presets() -> dict[str, TrainConfig]:
                           adain_hidden=32, enc_channels=32, enc_blocks=2),
         loss=LossConfig(w_l2=1.0, w_l1=0.0, w_multires=0.0),
         latent=LatentConfig(steps=200, batch_size=8, max_clips_per_class=8, lr_generator=3e-3, lr_embeddings=3e-2,
-                            noise_std=0.1, log_every=10, checkpoint_every=50, image_every=0, n_audio=1),
+                            noise_std=0.1, log_every=10, checkpoint_every=50, image_every=0, n_audio=0),
         amortized=_amortized("tiny"),
         num_threads=1,
     )
