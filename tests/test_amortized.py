@@ -1,0 +1,224 @@
+"""Stage 2: the WGAN-GP critic and losses, and a tiny amortized run on a tiny stage-1 run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from musiclord.checkpoint import load_checkpoint
+from musiclord.errors import CheckpointError, ConfigError
+from musiclord.models import load_model
+from musiclord.models.discriminator import (
+    Discriminator, DiscriminatorConfig, critic_loss, generator_loss, gradient_penalty,
+)
+from musiclord.train.amortized import train_amortized
+from musiclord.train.amortized_config import AMORTIZED_PRESETS, AmortizedConfig
+from musiclord.train.config import PRESETS, TrainConfig
+from musiclord.train.latent import read_latent, train_latent
+
+CLASSES = ["piano", "violin", "cello"]
+
+
+def write_dataset(root: Path, per_class: int = 8, val_per_class: int = 2, seed: int = 0) -> Path:
+    """A format-1 dataset of 128x128 clips: random melodies whose harmonic pattern depends on the class."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    m = np.arange(128)[:, None]
+    mels, lines = [], []
+    for split, n in (("train", per_class), ("val", val_per_class)):
+        for label, cls in enumerate(CLASSES):
+            for j in range(n):
+                notes = rng.integers(10, 50, size=4).repeat(32)[None, :]
+                img = np.full((128, 128), -1.5)
+                for h in range(1, 4):
+                    amp = 3.0 * (0.3 + 0.7 * ((label + h) % 3) / 2)
+                    img = img + amp * np.exp(-0.5 * ((m - notes * h ** 0.5 - 8 * (h - 1)) / (1 + label)) ** 2)
+                lines.append(json.dumps({"clip_id": f"{split}-{cls}-{j}", "cls": cls, "label": label,
+                                         "source": f"{cls}/{j}", "start_s": 0.0, "split": split,
+                                         "index": len(mels), "content_id": None, "wave": None, "soundfont": None}))
+                mels.append(img.astype(np.float16))
+    np.save(root / "mels.npy", np.stack(mels))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "dataset.json").write_text(json.dumps({
+        "format": "musiclord-dataset", "version": 1, "source": "synth", "classes": CLASSES, "mel": {},
+        "options": {}, "counts": {}, "skipped": []}))
+    return root
+
+
+def tiny_cfg(**amortized) -> TrainConfig:
+    cfg = PRESETS["tiny"]
+    am = dataclasses.replace(AMORTIZED_PRESETS["tiny"], **amortized)
+    return dataclasses.replace(cfg, device="cpu", latent=dataclasses.replace(cfg.latent, steps=40), amortized=am)
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory) -> tuple[Path, Path]:
+    """(data_dir, run_dir holding latent.pt) from the real stage-1 trainer."""
+    root = tmp_path_factory.mktemp("stage1")
+    data = write_dataset(root / "data")
+    train_latent(tiny_cfg(), data, root / "run")
+    return data, root / "run"
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    (dst / "latent.pt").write_bytes((src / "latent.pt").read_bytes())
+    return dst
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one torch thread is faster than several fighting over shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------ critic
+
+
+@pytest.mark.parametrize("n_classes", [0, 3])
+def test_discriminator_scores_one_per_clip_any_size(n_classes):
+    torch.manual_seed(0)
+    d = Discriminator(DiscriminatorConfig(channels=4, n_classes=n_classes))
+    labels = torch.tensor([0, 2]) if n_classes else None
+    for t in (128, 64, 256):
+        s = d(torch.randn(2, 128, t), labels)
+        assert s.shape == (2,) and torch.isfinite(s).all()
+
+
+def test_projection_makes_the_score_depend_on_the_label():
+    torch.manual_seed(0)
+    d = Discriminator(DiscriminatorConfig(channels=4, n_classes=3))
+    torch.nn.init.normal_(d.embed.weight)
+    x = torch.randn(1, 128, 128).repeat(3, 1, 1)
+    s = d(x, torch.tensor([0, 1, 2]))
+    assert s.unique().numel() == 3
+    plain = Discriminator(DiscriminatorConfig(channels=4))
+    assert plain(x).unique().numel() == 1
+
+
+def test_gradient_penalty_finite_positive_and_differentiable():
+    torch.manual_seed(0)
+    d = Discriminator(DiscriminatorConfig(channels=4, n_classes=3))
+    real, fake = torch.randn(4, 128, 128), torch.randn(4, 128, 128)
+    gp = gradient_penalty(d, real, fake, torch.tensor([0, 1, 2, 0]))
+    assert torch.isfinite(gp) and gp > 0
+    gp.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+
+
+def test_gradient_penalty_is_zero_for_a_unit_gradient_critic():
+    class Linear(torch.nn.Module):  # D(x) = <w, x> with ||w|| = 1: gradient norm exactly 1
+        def __init__(self) -> None:
+            super().__init__()
+            w = torch.randn(128 * 128)
+            self.w = torch.nn.Parameter(w / w.norm())
+
+        def forward(self, x, labels=None):
+            return x.flatten(1) @ self.w
+
+    gp = gradient_penalty(Linear(), torch.randn(3, 128, 128), torch.randn(3, 128, 128))
+    assert gp.item() == pytest.approx(0.0, abs=1e-8)
+
+
+def test_wasserstein_losses_have_the_right_signs():
+    real, fake = torch.full((4,), 2.0), torch.full((4,), -1.0)
+    assert critic_loss(real, fake, drift=0.0).item() == pytest.approx(-3.0)
+    assert critic_loss(real, fake, drift=0.1).item() == pytest.approx(-3.0 + 0.4)
+    assert generator_loss(fake).item() == pytest.approx(1.0)
+
+
+def test_amortized_config_validates_and_presets_exist():
+    assert set(AMORTIZED_PRESETS) == {"tiny", "demo", "paper", "quality"}
+    assert PRESETS["demo"].amortized == AMORTIZED_PRESETS["demo"]
+    with pytest.raises(ConfigError):
+        AmortizedConfig(n_critic=0)
+    with pytest.raises(ConfigError):
+        AmortizedConfig(w_adv=-1.0)
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def _regression_error(model, data: Path, run: Path) -> tuple[float, float]:
+    """(content, class) MSE of the encoders against the stage-1 codes on the training clips."""
+    lat = read_latent(run)
+    mels = torch.from_numpy(np.load(data / "mels.npy").astype(np.float32))[lat.rows]
+    with torch.no_grad():
+        c = model.encode_content(mels)
+        e = model.encode_class(mels)
+    return (float(torch.mean((c - lat.content) ** 2)),
+            float(torch.mean((e - lat.class_embeddings[lat.labels]) ** 2)))
+
+
+def test_train_amortized_learns_the_codes_and_exports(stage1, tmp_path):
+    data, src = stage1
+    run = _copy_run(src, tmp_path / "run")
+    from musiclord.models import LordModel
+
+    cfg = tiny_cfg(steps=60, w_adv=0.0, val_every=20, checkpoint_every=0, lr_encoders=3e-3)
+    torch.manual_seed(0)
+    before = _regression_error(LordModel(cfg.model, CLASSES), data, run)
+    train_amortized(cfg, data, run)
+    model, mel_cfg, meta = load_model(run)
+    after = _regression_error(model, data, run)
+    assert after[0] < 0.5 * before[0], (before, after)
+    assert after[1] < 0.5 * before[1], (before, after)
+    assert meta["stage"] == "amortized" and meta["adversarial"] is False
+    assert meta["best_step"] in (20, 40, 60) and np.isfinite(meta["val_rec"])
+    assert meta["class_embeddings"] in ("stage1", "encoder_mean")
+    if meta["class_embeddings"] == "stage1":
+        assert torch.equal(model.class_embeddings, read_latent(run).class_embeddings)
+    assert (run / "amortized.pt").exists()
+
+
+def test_adversarial_run_logs_and_marks_the_model(stage1, tmp_path):
+    data, src = stage1
+    run = _copy_run(src, tmp_path / "run")
+    train_amortized(tiny_cfg(steps=4, w_adv=0.1, n_critic=2, gp_every=1, val_every=0, log_every=1), data, run)
+    meta = load_model(run)[2]
+    assert meta["stage"] == "amortized" and meta["adversarial"] is True
+    ck = load_checkpoint(run / "amortized.pt", kind="amortized")
+    assert ck["step"] == 4 and "disc" in ck["state"] and "optimizer_d" in ck["state"]
+    tb_files = list((run / "tb").rglob("events.*"))
+    if tb_files:  # tensorboard installed: the adversarial terms are logged
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(tb_files[0].parent))
+        acc.Reload()
+        tags = set(acc.Tags()["scalars"])
+        assert {"adv/critic", "adv/gp", "adv/generator", "loss/content", "loss/class", "rec/total"} <= tags
+
+
+def test_resume_matches_an_uninterrupted_run(stage1, tmp_path):
+    data, src = stage1
+    cfg = tiny_cfg(steps=6, w_adv=0.1, gp_every=2, val_every=3, checkpoint_every=0)
+    a = _copy_run(src, tmp_path / "a")
+    train_amortized(cfg, data, a)
+    b = _copy_run(src, tmp_path / "b")
+    train_amortized(cfg, data, b, stop_after=4)
+    assert not (b / "model.pt").exists() or load_model(b)[2].get("stage") != "amortized"
+    train_amortized(cfg, data, b, resume=True)
+    wa = load_checkpoint(a / "amortized.pt", kind="amortized")["state"]
+    wb = load_checkpoint(b / "amortized.pt", kind="amortized")["state"]
+    for part in ("model", "disc"):
+        for k in wa[part]:
+            torch.testing.assert_close(wa[part][k], wb[part][k], rtol=1e-5, atol=1e-6, msg=f"{part}.{k}")
+
+
+def test_missing_or_mismatched_stage1_is_a_clear_error(stage1, tmp_path):
+    data, src = stage1
+    with pytest.raises(CheckpointError, match="latent"):
+        train_amortized(tiny_cfg(), data, tmp_path / "empty")
+    run = _copy_run(src, tmp_path / "run")
+    cfg = tiny_cfg()
+    bad = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, gen_channels=cfg.model.gen_channels * 2))
+    with pytest.raises(CheckpointError, match="generator"):
+        train_amortized(bad, data, run)
