@@ -16,7 +16,7 @@ CLASSES = ["flute", "reed", "string"]
 # Harmonic amplitude profiles: the instruments' timbres (and per-bank variations of them).
 PROFILES = {
     "flute": lambda n: np.where(n == 1, 1.0, 0.08 / n),
-    "reed": lambda n: np.where(n % 2 == 1, 1.0 / n, 0.02),
+    "reed": lambda n: np.where(n % 2 == 1, 1.0 / n, 0.0),
     "string": lambda n: 1.0 / n**0.7,
 }
 
@@ -31,7 +31,11 @@ def synth_clip(cls: str, pitches: list[int], bank: int, rng: np.random.Generator
     for p in pitches:
         f0 = 440.0 * 2 ** ((p - 69) / 12)
         ok = harm * f0 < SR / 2
-        tone = (amps[ok, None] * np.sin(2 * np.pi * f0 * harm[ok, None] * t[None] + rng.uniform(0, 6.28, (ok.sum(), 1)))).sum(0)
+        vib = 0.004 * np.sin(2 * np.pi * 5.5 * t) if cls == "string" else 0.0  # string vibrato
+        phase = 2 * np.pi * f0 * np.cumsum(np.ones_like(t) + vib) / SR
+        tone = (amps[ok, None] * np.sin(harm[ok, None] * phase[None] + rng.uniform(0, 6.28, (ok.sum(), 1)))).sum(0)
+        if cls == "flute":  # breath noise
+            tone = tone + 0.05 * rng.standard_normal(len(t))
         env = np.minimum(1.0, t / 0.02) * (np.exp(-3 * t) if cls == "string" else 1.0) * np.minimum(1.0, (t[-1] - t) / 0.02 + 1e-3)
         out.append(tone * env)
     x = np.concatenate(out)

@@ -97,8 +97,12 @@ def _pick_passages(ds: Any, classes: list[str], opts: EvalOptions) -> list[str]:
     return order
 
 
-def _pitch(waves: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    return track_f0(waves, sr) if len(waves) else (np.zeros((0, 0)), np.zeros((0, 0), bool))
+def _pitch(waves: np.ndarray, sr: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """f0 and voicing of (prod(shape), N) waves, reshaped to shape + (F,)."""
+    if len(waves) == 0:
+        return np.zeros((*shape, 0)), np.zeros((*shape, 0), bool)
+    f0, voiced = track_f0(waves, sr)
+    return f0.reshape(*shape, -1), voiced.reshape(*shape, -1)
 
 
 class _GroundTruth:
@@ -119,10 +123,8 @@ class _GroundTruth:
         log.info("ground truth: %d clips inverted in %.1f s", len(flat), time.time() - t0)
         p = min(opts.pitch_clips, len(cids))
         t0 = time.time()
-        f0, v = _pitch(self.wave[:p].reshape(p * k, n), cfg.sample_rate)
-        self.f0, self.voiced = f0.reshape(p, k, -1), v.reshape(p, k, -1)
-        f0, v = _pitch(self.roundtrip[:p].reshape(p * k, n), cfg.sample_rate)
-        self.rt_f0, self.rt_voiced = f0.reshape(p, k, -1), v.reshape(p, k, -1)
+        self.f0, self.voiced = _pitch(self.wave[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
+        self.rt_f0, self.rt_voiced = _pitch(self.roundtrip[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
         log.info("ground truth: pitch of %d clips tracked in %.1f s", 2 * p * k, time.time() - t0)
 
 
@@ -176,8 +178,7 @@ def _model_metrics(
     pred = classify(net, _reanalyse(wave.reshape(-1, wave.shape[-1]), cfg)).reshape(len(pairs), -1).numpy()
     p = gt.f0.shape[0]
     t0 = time.time()
-    f0, v = _pitch(wave[:, :p].reshape(len(pairs) * p, -1), sr)
-    f0, v = f0.reshape(len(pairs), p, -1), v.reshape(len(pairs), p, -1)
+    f0, v = _pitch(wave[:, :p].reshape(len(pairs) * p, -1), sr, (len(pairs), p))
     log.info("%s: pitch of %d translations tracked in %.1f s", name, len(pairs) * p, time.time() - t0)
     per_pair: dict[str, dict[str, Any]] = {}
     for i, (s, t) in enumerate(pairs):

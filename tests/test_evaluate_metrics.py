@@ -1,0 +1,86 @@
+"""Metric invariants: LSD, raw pitch accuracy, linear probes (small seeded inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from musiclord.evaluate.lsd import lsd
+from musiclord.evaluate.pitch import raw_pitch_accuracy, track_f0
+from musiclord.evaluate.probe import probe_accuracy
+
+SR = 16000
+
+
+def _tone(f0: float, n: int = SR, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    x = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h for h in range(1, 6))
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_lsd_zero_on_identical_audio_and_gain_invariant() -> None:
+    x = np.stack([_tone(220), _tone(330, seed=1)])
+    assert np.allclose(lsd(x, x), 0.0)
+    # SS-VQ-VAE normalises power first: a louder copy is the same sound.
+    assert np.all(lsd(3.0 * x, x) < 1e-3)
+
+
+def test_lsd_grows_with_distortion() -> None:
+    rng = np.random.default_rng(0)
+    x = _tone(220)
+    noise = rng.standard_normal(len(x)).astype(np.float32)
+    d = [float(lsd(x + a * noise, x)) for a in (0.0, 0.003, 0.03, 0.3)]
+    assert d[0] == pytest.approx(0.0, abs=1e-9)
+    assert all(b > a for a, b in zip(d, d[1:])), d
+    # Another note is farther than the same note: LSD sees content, not only level.
+    assert float(lsd(_tone(311), x)) > float(lsd(_tone(220, seed=5), x)) + 3.0
+
+
+def test_lsd_pads_or_truncates_output_to_reference() -> None:
+    x = _tone(220)
+    assert float(lsd(np.concatenate([x, x[:500]]), x)) == pytest.approx(0.0, abs=1e-9)
+    assert float(lsd(x[:-1000], x)) > 0.0
+
+
+def test_raw_pitch_accuracy_counts_reference_voiced_frames() -> None:
+    ref = np.array([220.0, 220.0, 220.0, np.nan, 440.0])
+    ref_v = np.array([True, True, True, False, True])
+    cents40 = 220.0 * 2 ** (40 / 1200)
+    cents60 = 220.0 * 2 ** (60 / 1200)
+    est = np.array([cents40, cents60, np.nan, 100.0, 440.0])
+    est_v = np.array([True, True, False, True, True])
+    correct, total = raw_pitch_accuracy(est, est_v, ref, ref_v)
+    assert total == 4  # the unvoiced reference frame does not count
+    assert correct == 2  # within 50 cents: frame 0 and frame 4; 60 cents and unvoiced are wrong
+
+
+def test_pyin_tracks_a_tone_and_tells_a_semitone_apart() -> None:
+    waves = np.stack([_tone(220), _tone(220 * 2 ** (1 / 12), seed=2)])
+    f0, voiced = track_f0(waves, SR)
+    assert f0.shape == voiced.shape and f0.shape[0] == 2
+    assert voiced[0].mean() > 0.8
+    assert np.nanmedian(f0[0][voiced[0]]) == pytest.approx(220.0, rel=0.02)
+    same = raw_pitch_accuracy(f0[0], voiced[0], f0[0], voiced[0])
+    other = raw_pitch_accuracy(f0[1], voiced[1], f0[0], voiced[0])
+    assert same[0] == same[1] > 0
+    assert other[0] / other[1] < 0.1  # 100 cents apart: wrong everywhere
+
+
+def test_probe_near_chance_on_random_codes_and_high_on_separable_codes() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 40)
+    noise = rng.standard_normal((160, 32))
+    r = probe_accuracy(noise, labels, seed=0)
+    assert r["chance"] == pytest.approx(0.25)
+    assert abs(r["accuracy"] - 0.25) < 0.15
+    centers = rng.standard_normal((4, 32)) * 3
+    sep = probe_accuracy(centers[labels] + noise, labels, seed=0)
+    assert sep["accuracy"] > 0.95
+    assert sep["folds"] == 5 and sep["n"] == 160
+
+
+def test_probe_reports_chance_of_unbalanced_labels() -> None:
+    labels = np.array([0] * 30 + [1] * 10)
+    r = probe_accuracy(np.zeros((40, 3)), labels)
+    assert r["chance"] == pytest.approx(0.75)
