@@ -43,8 +43,12 @@ def synth_clip(cls: str, pitches: list[int], bank: int, rng: np.random.Generator
     return (0.9 * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
 
 
-def make_dataset(root: Path, n_train: int = 8, n_val: int = 2, n_aux: int = 4, n_test: int = 6, seed: int = 0) -> Path:
+def make_dataset(
+    root: Path, n_train: int = 8, n_val: int = 2, n_aux: int = 4, n_test: int = 6, seed: int = 0,
+    classes: list[str] | None = None,
+) -> Path:
     """Write a tiny dataset: train/val (bank 0), aux (bank 2), paired test (bank 1, waves saved)."""
+    classes = list(classes or CLASSES)
     rng = np.random.default_rng(seed)
     cfg = MelConfig()
     root.mkdir(parents=True, exist_ok=True)
@@ -58,7 +62,7 @@ def make_dataset(root: Path, n_train: int = 8, n_val: int = 2, n_aux: int = 4, n
         if split == "test":
             wave = f"waves/{clip_id}.wav"
             save_audio(root / wave, w, SR)
-        records.append({"clip_id": clip_id, "cls": cls, "label": CLASSES.index(cls), "source": f"piece{content_id or i}",
+        records.append({"clip_id": clip_id, "cls": cls, "label": classes.index(cls), "source": f"piece{content_id or i}",
                         "start_s": 0.0, "split": split, "index": i, "content_id": content_id, "wave": wave,
                         "soundfont": f"bank{bank}"})
         waves.append(w)
@@ -67,12 +71,12 @@ def make_dataset(root: Path, n_train: int = 8, n_val: int = 2, n_aux: int = 4, n
         return [int(p) for p in rng.integers(55, 80, int(rng.integers(3, 6)))]
 
     for split, n, bank in (("train", n_train, 0), ("val", n_val, 0), ("aux", n_aux, 2)):
-        for cls in CLASSES:
+        for cls in classes:
             for _ in range(n):
                 add(cls, split, bank, phrase(), None)
     for j in range(n_test):
         pitches = phrase()
-        for cls in CLASSES:
+        for cls in classes:
             add(cls, "test", 1, pitches, f"c{j:03d}")
     mels = logmel(np.stack(waves), cfg).numpy().astype(np.float16)
     np.save(root / "mels.npy", mels)
@@ -83,13 +87,13 @@ def make_dataset(root: Path, n_train: int = 8, n_val: int = 2, n_aux: int = 4, n
     for r in records:
         counts.setdefault(r["split"], {}).setdefault(r["cls"], 0)
         counts[r["split"]][r["cls"]] += 1
-    meta = {"format": "musiclord-dataset", "version": 1, "source": "synth", "classes": CLASSES, "mel": to_dict(cfg),
+    meta = {"format": "musiclord-dataset", "version": 1, "source": "synth", "classes": classes, "mel": to_dict(cfg),
             "options": {}, "counts": counts, "skipped": []}
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
 
 
-def make_random_model(run_dir: Path, seed: int = 0) -> Path:
+def make_random_model(run_dir: Path, seed: int = 0, classes: list[str] | None = None) -> Path:
     """A random-weight LordModel of tiny sizes, saved as RUN_DIR/model.pt (stage "amortized")."""
     import torch
 
@@ -98,7 +102,7 @@ def make_random_model(run_dir: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     cfg = ModelConfig(content_dim=4, content_frames=32, class_dim=8, gen_channels=16, gen_blocks=2, kernel_size=3,
                       adain_hidden=16, enc_channels=16, enc_blocks=2)
-    model = LordModel(cfg, CLASSES)
+    model = LordModel(cfg, list(classes or CLASSES))
     model.class_embeddings.normal_()
     save_model(model, run_dir / "model.pt", MelConfig(), {"stage": "amortized"})
     return run_dir

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="paired test passages per pair for LSD and timbre (default 16; 0: all)")
     p.add_argument("--pitch-clips", type=int, default=None, help="passages per pair tracked by pYIN (default 2)")
     p.add_argument("--gl-iters", type=int, default=None, help="Griffin-Lim iterations of every inversion (default 32)")
+    p.add_argument("--timbre-steps", type=int, default=None,
+                   help="training steps of the evaluator's instrument classifier (default 300)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=0, help="passage selection and classifier seed")
     p.add_argument("--force", action="store_true", help="write into an existing report directory")
@@ -63,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
             if value < 0 or (key == "gl_iters" and value < 1):
                 raise MusiclordError(f"--{key.replace('_', '-')} must be positive")
             changes[key] = value
-    opts = dataclasses.replace(EvalOptions(), **changes)
+    opts = EvalOptions()
+    if args.timbre_steps is not None:
+        if args.timbre_steps < 1:
+            raise MusiclordError("--timbre-steps must be positive")
+        changes["timbre"] = dataclasses.replace(opts.timbre, steps=args.timbre_steps)
+    opts = dataclasses.replace(opts, **changes)
     models = [(n, load_translator(m, device=device)) for n, m in zip(names, args.model)]
     metrics = evaluate(models, args.data, args.out, opts)
     print(summary_table(metrics))

@@ -178,7 +178,7 @@ def _model_metrics(
     pred = classify(net, _reanalyse(wave.reshape(-1, wave.shape[-1]), cfg)).reshape(len(pairs), -1).numpy()
     p = gt.f0.shape[0]
     t0 = time.time()
-    f0, v = _pitch(wave[:, :p].reshape(len(pairs) * p, -1), sr, (len(pairs), p))
+    f0, v = _pitch(wave[:, :p].reshape(len(pairs) * p, wave.shape[-1]), sr, (len(pairs), p))
     log.info("%s: pitch of %d translations tracked in %.1f s", name, len(pairs) * p, time.time() - t0)
     per_pair: dict[str, dict[str, Any]] = {}
     for i, (s, t) in enumerate(pairs):
