@@ -1,8 +1,20 @@
 """Log-mel -> waveform: non-negative least squares to a linear spectrogram, then fast Griffin-Lim.
 
-Fast Griffin-Lim (Perraudin, Balazs and Sondergaard 2013) adds a momentum term to the classic
-projection algorithm; with momentum 0.99 it reaches in 64 iterations what plain Griffin-Lim
-needs about 250 for. Everything is batched torch, on CPU or CUDA.
+Three things make `invert` both fast and better than librosa's `mel_to_audio` at 64 iterations
+(figures in docs/benchmarks.md):
+
+1. The mel -> linear step is solved by FISTA on a column-normalised filterbank. The Slaney
+   filters are area-normalised, so narrow low bands have tall columns and wide high bands short
+   ones; unscaled, the step size is set by the tallest and the upper bins barely move. With unit
+   columns 100 iterations reach what 300 unscaled ones do.
+2. The initial phase is a phase-locked vocoder estimate from the magnitude (`phase.py`) instead
+   of random phase: harmonic music starts out nearly consistent.
+3. Each iteration re-estimates the magnitude from the rebuilt spectrogram with one
+   multiplicative (KL) update towards the target mel, instead of holding the least-squares
+   estimate fixed: the mel is what we know, the linear spectrum was only a guess.
+
+Griffin-Lim itself is the fast variant (Perraudin, Balazs and Sondergaard 2013) with momentum
+0.99. Everything is batched torch, on CPU or CUDA.
 """
 
 from __future__ import annotations
@@ -12,40 +24,49 @@ import functools
 import torch
 
 from musiclord.audio.mel import MelConfig, hann, log_denormalize, mel_basis, stft
+from musiclord.audio.phase import random_phase, vocoder_phase
 
 
 @functools.lru_cache(maxsize=8)
-def _lipschitz(cfg: MelConfig) -> float:
-    """Largest eigenvalue of M^T M (the NNLS gradient's Lipschitz constant)."""
-    m = mel_basis(cfg).double()
-    return float(torch.linalg.matrix_norm(m, ord=2) ** 2)
+def _scaled_basis(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The filterbank with unit-norm columns, the column norms, and its Lipschitz constant."""
+    basis = mel_basis(cfg).double()  # (M, F)
+    norms = torch.linalg.vector_norm(basis, dim=0).clamp(min=1e-8)  # (F,)
+    scaled = basis / norms
+    lipschitz = float(torch.linalg.matrix_norm(scaled, ord=2) ** 2)
+    return scaled.float(), norms.float(), lipschitz
 
 
-def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40) -> torch.Tensor:
-    """Non-negative least squares: the linear power spectrogram S >= 0 minimising ||M S - mel||².
+def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 100) -> torch.Tensor:
+    """Non-negative least squares: a linear power spectrogram S >= 0 with M S close to `mel`.
 
-    Solved by accelerated projected gradient (FISTA) from a non-negative transpose start, which
-    matches scipy's NNLS (librosa's `mel_to_stft`) in quality far faster, for a whole batch.
+    Solved for the whole batch by FISTA (accelerated projected gradient) on the column-normalised
+    filterbank, started from the transpose spread over each bin's filter mass. Reaches a far
+    smaller residual than librosa's `mel_to_stft` (L-BFGS-B), in a fraction of the time.
 
     Args:
         mel: (B, n_mels, T) mel power.
+        n_iter: FISTA iterations.
 
     Returns:
         (B, n_freqs, T) linear power.
     """
-    basis = mel_basis(cfg, mel.device, mel.dtype)  # (M, F)
-    step = 1.0 / _lipschitz(cfg)
-    # Start: the transpose scaled to each bin's filter mass, a good non-negative guess.
-    mass = basis.sum(0).clamp(min=1e-8)[:, None]  # (F, 1)
-    x = torch.matmul(basis.t(), mel) / mass
-    y, t = x, 1.0
+    scaled, norms, lipschitz = _scaled_basis(cfg)
+    a = scaled.to(mel.device, mel.dtype)  # (M, F)
+    a_t = a.t().contiguous()  # (F, M)
+    norms = norms.to(mel.device, mel.dtype)[:, None]  # (F, 1)
+    basis = mel_basis(cfg, mel.device, mel.dtype)
+    mass = basis.sum(0).clamp(min=1e-8)[:, None]
+    # Work in u = S * norms (so that A u = M S); start from the spread transpose.
+    x = torch.matmul(basis.t(), mel) / mass * norms  # (B, F, T)
+    y, t, step = x, 1.0, 1.0 / lipschitz
     for _ in range(n_iter):
-        grad = torch.matmul(basis.t(), torch.matmul(basis, y) - mel)
+        grad = torch.matmul(a_t, torch.matmul(a, y) - mel)
         x_new = torch.clamp(y - step * grad, min=0.0)
         t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
         y = x_new + ((t - 1) / t_new) * (x_new - x)
         x, t = x_new, t_new
-    return x
+    return x / norms
 
 
 def istft(spec: torch.Tensor, cfg: MelConfig, length: int) -> torch.Tensor:
@@ -68,30 +89,48 @@ def griffin_lim(
     n_iter: int = 64,
     momentum: float = 0.99,
     seed: int = 0,
+    init: str = "vocoder",
+    mel: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Fast Griffin-Lim from a linear magnitude.
+    """Fast Griffin-Lim from a linear magnitude, optionally refining it towards a mel target.
 
     Args:
         magnitude: (B, n_freqs, T+1) non-negative STFT magnitude (centred frames).
         length: output samples.
-        n_iter: iterations.
+        n_iter: iterations (one STFT and one inverse STFT each).
         momentum: Perraudin's alpha (0 is plain Griffin-Lim).
-        seed: seeds the random initial phase, so results are reproducible.
+        seed: seeds the random initial phase (init "random"), so results are reproducible.
+        init: "vocoder" (phase-locked vocoder phase from the magnitude) or "random".
+        mel: (B, n_mels, T+1) mel power the result should match; when given, every iteration
+            replaces the magnitude by the rebuilt one after a multiplicative KL update towards
+            it. None keeps `magnitude` fixed (classic Griffin-Lim).
 
     Returns:
         (B, length) waveform.
     """
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    phase = torch.rand(magnitude.shape, generator=gen).to(magnitude.device) * (2 * torch.pi)
-    angles = torch.polar(torch.ones_like(magnitude), phase)
+    if init == "vocoder":
+        phase = vocoder_phase(magnitude, cfg)
+    elif init == "random":
+        phase = random_phase(magnitude.shape, seed, magnitude.device)
+    else:
+        raise ValueError(f"griffin_lim: init must be 'vocoder' or 'random', not {init!r}")
+    angles = torch.polar(torch.ones_like(magnitude), phase.to(magnitude.dtype))
+    if mel is not None:
+        basis = mel_basis(cfg, mel.device, mel.dtype)  # (M, F)
+        basis_t = basis.t().contiguous()
+        mass = basis_t.sum(1, keepdim=True).clamp(min=1e-8)  # (F, 1)
     prev = torch.zeros_like(angles)
+    beta = momentum / (1 + momentum)
     eps = 1e-16
     for _ in range(n_iter):
-        wave = istft(magnitude * angles, cfg, length)
-        rebuilt = stft(wave, cfg)
-        angles = rebuilt - (momentum / (1 + momentum)) * prev
+        rebuilt = stft(istft(magnitude * angles, cfg, length), cfg)
+        angles = rebuilt - beta * prev
         angles = angles / (angles.abs() + eps)
         prev = rebuilt
+        if mel is not None:
+            power = rebuilt.real.square() + rebuilt.imag.square()  # (B, F, T+1)
+            ratio = mel / torch.matmul(basis, power).clamp(min=1e-12)
+            magnitude = (power * torch.matmul(basis_t, ratio) / mass).sqrt()
     return istft(magnitude * angles, cfg, length)
 
 
@@ -101,7 +140,9 @@ def invert(
     n_iter: int = 64,
     momentum: float = 0.99,
     chunk: int = 16,
-    nnls_iter: int = 40,
+    nnls_iter: int = 100,
+    init: str = "vocoder",
+    refine: bool = True,
 ) -> torch.Tensor:
     """Normalised log-mel -> waveform (NNLS mel->linear, then fast Griffin-Lim).
 
@@ -111,8 +152,10 @@ def invert(
         n_iter: Griffin-Lim iterations (64 as in the paper).
         momentum: fast Griffin-Lim momentum.
         chunk: clips processed together (about 16 is fastest on a CPU: bigger batches fall out
-            of cache).
-        nnls_iter: projected-gradient iterations of the mel->linear step.
+            of cache). Results do not depend on it.
+        nnls_iter: FISTA iterations of the mel->linear step.
+        init: initial phase, "vocoder" or "random" (see `griffin_lim`).
+        refine: re-estimate the magnitude towards the mel at every iteration.
 
     Returns:
         (B, T * hop_length) float32 waveform (or (N,) for 2-D input): the exact length of the
@@ -125,13 +168,14 @@ def invert(
     length = logmel.shape[-1] * cfg.hop_length
     outs = []
     for start in range(0, logmel.shape[0], max(1, chunk)):
-        part = logmel[start : start + chunk]
-        power = mel_to_linear(log_denormalize(part, cfg), cfg, n_iter=nnls_iter)
-        mag = power.clamp(min=0).pow(1.0 / cfg.power)
+        mel = log_denormalize(logmel[start : start + chunk], cfg)
         # The centred STFT has one frame more than the log-mel (its last frame was dropped):
         # repeat the final frame so the magnitude covers the whole output.
-        mag = torch.cat([mag, mag[..., -1:]], dim=-1)
-        outs.append(griffin_lim(mag, cfg, length, n_iter=n_iter, momentum=momentum))
+        mel = torch.cat([mel, mel[..., -1:]], dim=-1)  # (b, M, T+1)
+        power = mel_to_linear(mel, cfg, n_iter=nnls_iter)
+        mag = power.clamp(min=0).pow(1.0 / cfg.power)
+        target = mel if refine and cfg.power == 2.0 else None
+        outs.append(griffin_lim(mag, cfg, length, n_iter=n_iter, momentum=momentum, init=init, mel=target))
     out = torch.cat(outs, 0)
     return out[0] if squeeze else out
 
