@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from musiclord.audio import MelConfig, logmel
-from musiclord.data.corpus import Window, corpus_root, cut_windows, default_cache_dir, list_pieces, load_piece
+from musiclord.data.corpus import Line, Window, corpus_root, cut_windows, default_cache_dir, list_pieces, load_piece
 from musiclord.data.instruments import Instrument, common_range, resolve_instruments
 from musiclord.data.parallel import Workers
 from musiclord.data.render import RenderJob, check_soundfont, find_soundfont, render_chunk, timgm6mb
@@ -100,7 +100,7 @@ def _piece_order(pieces: list[str], seed: int) -> list[str]:
     return out
 
 
-def _parse(job: tuple[str, str | None]) -> list:  # type: ignore[type-arg]
+def _parse(job: tuple[str, str | None]) -> list[Line]:
     rel, cache = job
     return load_piece(rel, Path(cache) if cache else None)
 
@@ -113,8 +113,21 @@ def _render(job: tuple[str, list[RenderJob], MelConfig, bool]) -> list[tuple[np.
     return [(None, None) if w is None else (next(mels), w if keep_wave else None) for w in waves]
 
 
-def _collect_windows(opts: SynthOptions, pool_: Workers, pitch_range: tuple[int, int], n_test: int, n_pool: int, clip_s: float, progress: bool):  # type: ignore[no-untyped-def]
-    """Parse pieces in order until the test windows and the unpaired pool are filled."""
+def _collect_windows(
+    opts: SynthOptions,
+    pool_: Workers,
+    pitch_range: tuple[int, int],
+    n_test: int,
+    n_pool: int,
+    clip_s: float,
+    progress: bool,
+) -> tuple[list[Window], list[Window], list[str], int]:
+    """Parse pieces in order until the test windows and the unpaired pool are filled.
+
+    The first pieces (in the seed's order) give the test windows, at most
+    `test_windows_per_piece` each; every later piece goes whole into the unpaired pool, so no
+    test piece is ever heard in training. Returns (test, pool, test pieces, pool piece count).
+    """
     cache = None if opts.cache_dir == "none" else str(Path(opts.cache_dir) if opts.cache_dir else default_cache_dir())
     order = _piece_order(list_pieces(), opts.seed)
     test: list[Window] = []
