@@ -117,7 +117,7 @@ def _presets() -> dict[str, TrainConfig]:
     # demo: ~4000 clips on 2 CPU cores in <= 8 minutes (measured, see docs/results.md)
     demo = TrainConfig(
         model=ModelConfig(content_dim=8, content_frames=32, class_dim=64, gen_channels=96, gen_blocks=4,
-                          adain_hidden=128),
+                          adain_hidden=128, enc_channels=96),
         loss=LossConfig(w_l2=1.0, w_l1=0.5, w_multires=0.5),
         latent=LatentConfig(epochs=20, batch_size=32, max_clips_per_class=400, log_every=20,
                             checkpoint_every=200, image_every=1000),
