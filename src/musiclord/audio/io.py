@@ -56,7 +56,8 @@ def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
         become 0.
 
     Raises:
-        AudioError: missing, unreadable or empty file (the message names the file).
+        AudioError: missing, unreadable or empty file, a directory, or a file too short to
+            resample to one sample (the message names the file).
     """
     path = Path(path)
     with _open(path) as f:
@@ -67,9 +68,12 @@ def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
         file_sr = f.samplerate
     if x.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
+    n_in = x.shape[0]
     x = _sanitize(x.mean(axis=1).astype(np.float32), path)
     if file_sr != sr:
         x = soxr.resample(x, file_sr, sr, quality="HQ").astype(np.float32)
+        if x.size == 0:
+            raise AudioError(f"{path}: too short to resample ({n_in} samples at {file_sr} Hz)")
     return x
 
 
@@ -80,7 +84,7 @@ def stream_audio(path: str | Path, sr: int = 16000, block_seconds: float = 30.0)
     so a one-hour file never sits in memory at once.
 
     Raises:
-        AudioError: as `load_audio`.
+        AudioError: as `load_audio`, on the first `next()` (this is a generator).
     """
     path = Path(path)
     f = _open(path)
