@@ -321,3 +321,13 @@ def test_checkpoint_errors_from_the_api(tmp_path):
 def test_silence_level_is_the_floor():
     cfg = MelConfig()
     assert float(logmel(torch.zeros(4000), cfg).max()) == pytest.approx(silence_level(cfg))
+
+
+def test_translate_mel_with_one_reference_per_clip(tr):
+    torch.manual_seed(2)
+    src, refs = torch.randn(2, 128, 128) + 1.0, torch.randn(2, 128, 128) + 1.0
+    both = tr.translate_mel(src, like_mel=refs)
+    for i in range(2):
+        torch.testing.assert_close(both[i:i + 1], tr.translate_mel(src[i:i + 1], like_mel=refs[i:i + 1]))
+    shared = tr.translate_mel(src, like_mel=refs[:1])
+    torch.testing.assert_close(shared[1:], tr.translate_mel(src[1:], like_mel=refs[:1]))

@@ -244,19 +244,26 @@ class Translator:
             mel: (B, M, T) normalised log-mel, any T >= 1 (longer than a window: overlapping
                 windows cross-faded).
             to: a trained instrument, or
-            like_mel: (B', M, T') log-mel of a reference whose timbre to take.
+            like_mel: (B', M, T') log-mel of reference(s) whose timbre to take: with B' == B each
+                clip takes its own reference's, otherwise all take the mean over every 2 s window
+                of all references.
 
         Returns:
             (B, M, T) translated normalised log-mel.
         """
-        like_emb = self.like_embedding_mel(like_mel) if like_mel is not None else None
-        target = self._target(to, like_emb)
-        fn = self._windows_fn(target)
         if mel.dim() != 3 or mel.shape[1] != self._mel_cfg.n_mels:
             raise ValueError(f"expected (B, {self._mel_cfg.n_mels}, T) log-mel, got {tuple(mel.shape)}")
+        if like_mel is not None and like_mel.dim() == 2:
+            like_mel = like_mel[None]
+        if like_mel is not None and like_mel.shape[0] == mel.shape[0] > 1:  # one reference per clip
+            targets = [self._target(to, self.like_embedding_mel(ref[None])) for ref in like_mel]
+        else:
+            like_emb = self.like_embedding_mel(like_mel) if like_mel is not None else None
+            targets = [self._target(to, like_emb)] * mel.shape[0]
         mel = mel.float()
         outs = []
-        for item in mel:
+        for item, target in zip(mel, targets):
+            fn = self._windows_fn(target)
             ola = MelOverlapAdd(fn, self._mel_cfg.n_frames, self.cfg.window_hop or self._mel_cfg.n_frames // 2,
                                 self.cfg.batch_size, self._silence)
             out = torch.cat([ola.push(item.cpu()), ola.finish()], dim=1)
