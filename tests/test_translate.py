@@ -235,7 +235,7 @@ def test_translate_file_streams_and_writes_16k(tr, tmp_path):
     info = sf.info(tmp_path / "out" / "o.wav")
     assert info.samplerate == 16000 and info.channels == 1
     assert abs(info.frames - round(len(x) * 16000 / 44100)) <= 1
-    assert stats["seconds_out"] == pytest.approx(info.frames / 16000)
+    assert stats["seconds_out"] == pytest.approx(info.frames / 16000) == pytest.approx(stats["seconds_in"])
     assert not list((tmp_path / "out").glob(".*"))  # no temp file left behind
 
 

@@ -431,10 +431,17 @@ class Translator:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".wav", dir=out_path.parent)
         os.close(fd)
-        n_out = 0
+        n_in = n_out = 0
+
+        def counted() -> Iterator[np.ndarray]:
+            nonlocal n_in
+            for x in stream_audio(in_path, sr, self.cfg.chunk_seconds):
+                n_in += x.size
+                yield x
+
         try:
             with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV") as f:
-                for y in self._stream(stream_audio(in_path, sr, self.cfg.chunk_seconds), gain, target):
+                for y in self._stream(counted(), gain, target):
                     f.write(np.clip(y, -1.0, 1.0))
                     n_out += y.size
             os.chmod(tmp, 0o644)  # mkstemp makes it private; an output file is not
@@ -442,4 +449,4 @@ class Translator:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return {"seconds_in": n_out / sr, "seconds_out": n_out / sr}
+        return {"seconds_in": n_in / sr, "seconds_out": n_out / sr}
