@@ -8,6 +8,7 @@ each file's lines are cached as JSON under the cache directory.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -125,11 +126,11 @@ def parse_piece(rel: str) -> list[Line]:
 
 def load_piece(rel: str, cache_dir: Path | None) -> list[Line]:
     """`parse_piece` through a JSON cache (keyed by path, music21 version, cache version)."""
-    import music21
-
     path = None
     if cache_dir is not None:
-        key = hashlib.sha1(f"{rel}|{music21.__version__}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+        # the version from the package metadata: importing music21 itself takes seconds
+        version = importlib.metadata.version("music21")
+        key = hashlib.sha1(f"{rel}|{version}|{CACHE_VERSION}".encode()).hexdigest()[:16]
         path = cache_dir / f"{Path(rel).stem}-{key}.json"
         if path.is_file():
             try:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 RENDER_SR = 32000  # rendered above the target rate, then resampled, to avoid the synth's aliasing
 HEADROOM = 0.891  # peak after normalisation, -1 dBFS
 SILENT_PEAK = 1e-4
-FLUSH_S = 0.25
+FLUSH_S = 0.05
 SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts")
 
 
@@ -127,9 +127,17 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
     n_render = int(round(clip_s * RENDER_SR))
     try:
         sfid = synth.sfload(soundfont)
+        # one channel per program, selected once: with dynamic sample loading a program change
+        # would unload the previous preset's samples and decode them again for the next clip
+        programs = sorted({job.program for job in jobs})
+        if len(programs) > 15:
+            raise ValueError("a render chunk may use at most 15 programs")
+        channel = {p: (i if i < 9 else i + 1) for i, p in enumerate(programs)}  # channel 9 is GM drums
+        for p, ch in channel.items():
+            synth.program_select(ch, sfid, 0, p)
         out: list[np.ndarray | None] = []
         for job in jobs:
-            synth.program_select(0, sfid, 0, job.program)
+            ch = channel[job.program]
             events = []
             for (on, dur, pitch), vel in zip(job.notes, job.velocities):
                 t0 = int(round(on * RENDER_SR))
@@ -142,13 +150,11 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
                 pieces.append(_write_float(fs, synth, when - t))
                 t = when
                 if kind:
-                    synth.noteon(0, pitch, vel)
+                    synth.noteon(ch, pitch, vel)
                 else:
-                    synth.noteoff(0, pitch)
+                    synth.noteoff(ch, pitch)
             pieces.append(_write_float(fs, synth, n_render - t))
-            for ch in range(16):
-                synth.all_sounds_off(ch)
-            synth.system_reset()
+            synth.all_sounds_off(ch)
             _write_float(fs, synth, int(FLUSH_S * RENDER_SR))
             x = np.concatenate(pieces)[:n_render]
             y = soxr.resample(x, RENDER_SR, sample_rate, quality="HQ").astype(np.float32)

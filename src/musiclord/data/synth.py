@@ -53,7 +53,8 @@ class SynthOptions:
         min_notes, min_fill: a window needs this many notes, sounding this fraction of the time.
         test_windows_per_piece: most windows a test piece gives (variety).
         workers: processes for parsing and rendering.
-        chunk: clips rendered by one synthesiser (keep fixed for reproducibility).
+        chunk: clips rendered by one synthesiser, 4x for test clips (keep fixed for
+            reproducibility: clips of a chunk share one synthesiser's state).
         cache_dir: parsed-score cache ("" = ~/.cache/musiclord/corpus, "none" = no cache).
     """
 
@@ -234,8 +235,11 @@ def _prepare(
         clips += [_Clip(f"test-{cid}-{i.name}", "test", i, w, str(banks["test"]), cid) for i in insts]
 
     chunks = []
-    for s in range(0, len(clips), opts.chunk):
-        part = clips[s : s + opts.chunk]
+    n_unpaired = len(clips) - k * len(test)
+    # test chunks are larger: the test bank (.sf3) decodes its samples once per synthesiser
+    bounds = list(range(0, n_unpaired, opts.chunk)) + list(range(n_unpaired, len(clips), 4 * opts.chunk)) + [len(clips)]
+    for s, e in zip(bounds, bounds[1:]):
+        part = clips[s:e]
         groups: dict[tuple[str, bool], list[_Clip]] = {}
         for c in part:
             groups.setdefault((c.soundfont, c.split == "test"), []).append(c)
