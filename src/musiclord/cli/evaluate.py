@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pitch-clips", type=int, default=None, help="passages per pair tracked by pYIN (default 2)")
     p.add_argument("--gl-iters", type=int, default=None, help="Griffin-Lim iterations of every inversion (default 32)")
     p.add_argument("--timbre-steps", type=int, default=None,
-                   help="training steps of the evaluator's instrument classifier (default 300)")
+                   help="training steps of the evaluator's instrument classifier (default 240)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=0, help="passage selection and classifier seed")
     p.add_argument("--force", action="store_true", help="write into an existing report directory")

@@ -42,7 +42,7 @@ class TimbreConfig:
         max_per_split_class: clips taken from each (split, class) of train/val/aux.
         roundtrip_per_class: clips per class and split passed through mel + Griffin-Lim first.
         gl_iters: Griffin-Lim iterations of that round trip.
-        steps: optimisation steps (about 20 passes over the demo dataset's 1,000 clips).
+        steps: optimisation steps (about 12 passes over the demo dataset's 1,300 clips).
         batch_size: clips per step.
         lr: Adam learning rate.
         channels: width of the first convolution (doubles twice).
@@ -51,9 +51,9 @@ class TimbreConfig:
     """
 
     max_per_split_class: int = 96
-    roundtrip_per_class: int = 16
+    roundtrip_per_class: int = 8
     gl_iters: int = 32
-    steps: int = 300
+    steps: int = 240
     batch_size: int = 64
     lr: float = 2e-3
     channels: int = 16
