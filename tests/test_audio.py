@@ -208,3 +208,15 @@ def test_cuda_invert_matches_cpu_quality() -> None:
     sc_gpu = spectral_convergence(out.cpu(), x, CFG)
     sc_cpu = spectral_convergence(invert(lm, CFG), x, CFG)
     assert (sc_gpu - sc_cpu).abs().max() < 0.02
+
+
+def test_banded_filterbank_products_equal_dense() -> None:
+    from musiclord.audio.banded import banded_mel
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(3, CFG.n_freqs, 7, generator=g)
+    r = torch.rand(3, CFG.n_mels, 7, generator=g)
+    dense = mel_basis(CFG)
+    banded = banded_mel(CFG, "cpu", torch.float32)
+    torch.testing.assert_close(banded.forward(y), torch.matmul(dense, y), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(banded.adjoint(r), torch.matmul(dense.t(), r), atol=1e-6, rtol=1e-5)
