@@ -84,12 +84,10 @@ def run_controls(ds: Any, classes: list[str], models: list[tuple[str, Any]], gt:
         wave = wave.numpy().reshape(len(pairs), n, -1)
         target = np.array([t for _, t in pairs])[:, None]
         out["random_model"] = {
-            "split": SPLIT_NOTE,
+            "split": "test",
             "clips": n * len(pairs),
             "timbre": float((pred == target).mean()),
             "lsd": float(np.mean([lsd(wave[i], gt.wave[:n, t], sr).mean() for i, (_, t) in enumerate(pairs)])),
         }
     return out
 
-
-SPLIT_NOTE = "test"

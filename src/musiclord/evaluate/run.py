@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from musiclord.audio import MelConfig, invert, logmel, save_audio
+from musiclord.audio import MelConfig, invert, logmel
 from musiclord.errors import DataError, MusiclordError
 from musiclord.evaluate import figures
 from musiclord.evaluate.adapters import TranslatorLike, open_dataset
