@@ -54,8 +54,10 @@ class AdaINBlock(nn.Module):
         super().__init__()
         pad = kernel_size // 2
         self.upsample = upsample
-        self.conv1 = nn.Conv1d(channels, channels, kernel_size, padding=pad)
-        self.conv2 = nn.Conv1d(channels, channels, kernel_size, padding=pad)
+        # No bias before AdaIN: instance norm removes it, so it would get no real gradient and
+        # Adam would turn rounding noise into full-size steps (and break DDP parity).
+        self.conv1 = nn.Conv1d(channels, channels, kernel_size, padding=pad, bias=False)
+        self.conv2 = nn.Conv1d(channels, channels, kernel_size, padding=pad, bias=False)
         self.n_params = 4 * channels
 
     def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
