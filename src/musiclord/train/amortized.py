@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,17 @@ def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     """Steps of stage 2: `amortized.steps`, or `amortized.epochs` passes."""
     ac = cfg.amortized
     return ac.steps if ac.steps > 0 else max(1, ac.epochs * steps_per_epoch)
+
+
+def _generator_state(state: dict[str, torch.Tensor], generator: nn.Module) -> dict[str, torch.Tensor]:
+    """Stage-1 generator weights for this Generator: conv biases right before an AdaIN (which
+    subtracts each channel's mean, cancelling them exactly) from older runs are dropped."""
+    own = generator.state_dict()
+    extra = [k for k in state if k not in own]
+    if extra and all(re.fullmatch(r"blocks\.\d+\.conv[12]\.bias", k) for k in extra):
+        log.info("dropping %d pre-AdaIN conv biases of an older stage-1 generator (no effect)", len(extra))
+        state = {k: v for k, v in state.items() if k in own}
+    return state
 
 
 def _sync_grads(params: list[nn.Parameter], env: DistEnv) -> None:
@@ -111,7 +123,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     content_t, class_t, labels = lat.content.float(), lat.class_embeddings.float(), lat.labels
 
     model = LordModel(cfg.model, classes)
-    model.generator.load_state_dict(lat.generator_state)
+    model.generator.load_state_dict(_generator_state(lat.generator_state, model.generator))
     model.class_embeddings.copy_(class_t)
     model.to(dev)
     use_adv = ac.w_adv > 0
