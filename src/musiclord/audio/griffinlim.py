@@ -129,7 +129,7 @@ def griffin_lim(
     for _ in range(n_iter):
         rebuilt = stft(istft(magnitude * angles, cfg, length), cfg)
         angles = rebuilt - beta * prev
-        angles = angles / (angles.abs() + eps)
+        angles = angles * (angles.abs() + eps).reciprocal()  # real reciprocal: cheaper than complex division
         prev = rebuilt
         if mel is not None:
             power = rebuilt.real.square() + rebuilt.imag.square()  # (B, F, T+1)

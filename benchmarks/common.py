@@ -1,0 +1,95 @@
+"""Shared benchmark helpers: the machine's description, a timer, and measured compute peaks."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or platform's guess elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the whole machine)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def machine_info(device: str = "cpu") -> dict[str, str]:
+    """What a reader needs to compare figures: CPU, cores, torch, device, load at the start."""
+    info = {
+        "cpu": cpu_model(),
+        "cores": str(usable_cores()),
+        "torch": torch.__version__,
+        "torch threads": str(torch.get_num_threads()),
+        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "python": platform.python_version(),
+    }
+    try:
+        info["load average (1 min)"] = f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        pass
+    return info
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1, device: str = "cpu") -> float:
+    """Best wall-clock seconds of `repeat` calls after `warmup` calls.
+
+    The minimum, not the mean: on a shared machine other work only ever adds time.
+    """
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_peak(device: str = "cpu", repeat: int = 3) -> dict[str, float]:
+    """Measured float32 throughput in GFLOP/s, for training benchmarks to compare against.
+
+    Returns:
+        {"matmul_gflops": a large square matmul, "conv1d_gflops": a Conv1d like the generator's
+        (256 -> 256 channels, kernel 5, 128 frames, batch 32), forward only}.
+    """
+    n = 2048 if device == "cpu" else 8192
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    t_mm = timeit(lambda: a @ b, repeat=repeat, device=device)
+    conv = torch.nn.Conv1d(256, 256, 5, padding=2).to(device)
+    x = torch.randn(32, 256, 128, device=device)
+    with torch.no_grad():
+        t_conv = timeit(lambda: conv(x), repeat=repeat, device=device)
+    conv_flops = 2 * 32 * 128 * 256 * 256 * 5
+    return {"matmul_gflops": 2 * n**3 / t_mm / 1e9, "conv1d_gflops": conv_flops / t_conv / 1e9}
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A GitHub markdown table; floats are formatted by the caller."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""Run the benchmarks and append their tables, dated, with the machine, to docs/benchmarks.md.
+
+    python -m benchmarks.run_all                # every benchmarks/bench_*.py
+    python -m benchmarks.run_all --only audio   # just bench_audio.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import machine_info
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+HEADER = """# Benchmarks
+
+Appended by `python -m benchmarks.run_all` (`make bench`); each section says the machine and the
+command. Figures from a shared machine are upper bounds on time: other work only adds to them.
+"""
+
+
+def discover() -> list[str]:
+    return sorted(p.stem.removeprefix("bench_") for p in (ROOT / "benchmarks").glob("bench_*.py"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated benchmark names (audio, ...)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all usable cores)")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = discover()
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            parser.error(f"unknown benchmark(s) {unknown}; have {names}")
+        names = wanted
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = dt.datetime.now(dt.timezone.utc)
+    info = machine_info()
+    sections = []
+    for name in names:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        logging.info("running %s", name)
+        sections.append(f"### {name}\n\n{module.run().strip()}\n")
+    command = "python -m benchmarks.run_all" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    text = "\n".join(
+        [f"## {started:%Y-%m-%d %H:%M} UTC: {', '.join(names)}", ""]
+        + [f"- {k}: {v}" for k, v in info.items()]
+        + [f"- command: `{command}`", ""]
+        + sections
+    )
+    print(text)
+    if not args.no_write:
+        DOC.parent.mkdir(parents=True, exist_ok=True)
+        existing = DOC.read_text() if DOC.exists() else HEADER
+        DOC.write_text(existing.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
