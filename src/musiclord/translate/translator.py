@@ -22,7 +22,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from musiclord.audio import MelConfig, invert, logmel, silence_level, stream_audio
+from musiclord.audio import MelConfig, audio_info, invert, logmel, silence_level, stream_audio
 from musiclord.errors import AudioError, MusiclordError
 from musiclord.models import LordModel, load_model
 from musiclord.translate.latent_fit import fit_codes
@@ -433,11 +433,18 @@ class Translator:
         os.close(fd)
         n_in = n_out = 0
 
+        file_sr, _, frames = audio_info(in_path)
+        expected = round(frames * sr / file_sr)  # the input's duration at the output rate
+
         def counted() -> Iterator[np.ndarray]:
             nonlocal n_in
             for x in stream_audio(in_path, sr, self.cfg.chunk_seconds):
+                x = x[: max(0, expected - n_in)]
                 n_in += x.size
                 yield x
+            if n_in < expected:  # a streaming resampler may come up a few samples short
+                yield np.zeros(expected - n_in, dtype=np.float32)
+                n_in = expected
 
         try:
             with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, subtype="PCM_16", format="WAV") as f:
