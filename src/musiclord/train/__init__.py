@@ -1,7 +1,8 @@
 """Training loops: stage 1 (latent optimization), stage 2 (amortized encoders), the Rho network.
 
-`config` holds the presets, `common` the shared machinery (devices, torch.distributed,
-checkpoints with RNG state, TensorBoard, the non-finite guard, the batch iterator).
+`config` holds the presets; the shared machinery is `distributed` (devices, torch.distributed),
+`state` (seeding, checkpoints with RNG state, the non-finite guard), `tblog` (progress,
+TensorBoard) and `common` (schedule, batch iterator; re-exports the others).
 Loops are imported lazily by the CLI so that `import musiclord.train` stays light.
 """
 

@@ -1,0 +1,77 @@
+"""Inference settings (`TranslateConfig`) and the checks on what a caller hands the translator:
+the device and the waveform."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from musiclord.errors import AudioError, MusiclordError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    """Inference settings.
+
+    Attributes:
+        batch_size: 2 s windows translated together.
+        window_hop: frames between window starts (0: half a window, 50% overlap).
+        block_seconds: length of the blocks inverted at once (Griffin-Lim).
+        overlap_seconds: overlap of consecutive blocks (the cross-fade spans its middle half).
+        gl_iters: Griffin-Lim iterations.
+        nnls_iters: iterations of the mel -> linear step before Griffin-Lim.
+        normalize: peak-normalise the input to `peak` before analysis (the training clips were
+            peak-normalised) and scale the output back, so loudness follows the input.
+        peak: the analysis peak level.
+        max_gain_db: never amplify the input by more than this (noise stays noise).
+        gate: keep silence silent: output frames are pulled to the silence floor where the
+            input frame is within `gate_low_db` of it, fully translated above `gate_high_db`.
+        gate_low_db, gate_high_db: gate ramp, in dB above the log-mel floor.
+        latent_steps: Adam steps of the per-window code fit for a stage-1-only model.
+        latent_lr: its learning rate.
+        chunk_seconds: audio read per step when streaming a file.
+    """
+
+    batch_size: int = 8
+    window_hop: int = 0
+    block_seconds: float = 10.0
+    overlap_seconds: float = 1.0
+    gl_iters: int = 64
+    nnls_iters: int = 40
+    normalize: bool = True
+    peak: float = 0.9
+    max_gain_db: float = 40.0
+    gate: bool = True
+    gate_low_db: float = 3.0
+    gate_high_db: float = 12.0
+    latent_steps: int = 200
+    latent_lr: float = 0.05
+    chunk_seconds: float = 30.0
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """None or "auto" -> CUDA if available, else CPU; "cuda" fails clearly when there is none."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise MusiclordError("--device cuda requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def as_mono(wave: np.ndarray) -> np.ndarray:
+    """(N,) or (N, channels) array -> (N,) float32 with non-finite samples set to 0."""
+    x = np.asarray(wave, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    elif x.ndim != 1:
+        raise AudioError(f"expected a waveform of shape (N,) or (N, channels), got {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        log.warning("%d non-finite samples replaced by 0", int(bad.sum()))
+        x = np.where(bad, 0.0, x).astype(np.float32)
+    return x
