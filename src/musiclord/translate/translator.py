@@ -289,7 +289,10 @@ class Translator:
             raise AudioError(f"invalid sample rate {sr}")
         if sr == self._mel_cfg.sample_rate or x.size == 0:
             return x
-        return soxr.resample(x, sr, self._mel_cfg.sample_rate, quality="HQ").astype(np.float32)
+        y = soxr.resample(x, sr, self._mel_cfg.sample_rate, quality="HQ").astype(np.float32)
+        # exactly the input's duration, as `translate_file` gives (soxr may round the other way)
+        n = round(x.size * self._mel_cfg.sample_rate / sr)
+        return y[:n] if y.size >= n else np.concatenate([y, np.zeros(n - y.size, np.float32)])
 
     def _stream(self, chunks: Iterator[np.ndarray], gain: float, target: torch.Tensor) -> Iterator[np.ndarray]:
         """16 kHz chunks -> translated 16 kHz chunks (same total length)."""
