@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
                     raise MusiclordError(f"{run}: no {LATENT_FILE}; run stage 1 first (--stage latent)")
                 from musiclord.train.amortized import train_amortized
 
-                train_amortized(cfg, args.data, run, resume=args.resume)
+                train_amortized(cfg, args.data, run, resume=args.resume, env=env)
     finally:
         cleanup_distributed(env)
     return 0
