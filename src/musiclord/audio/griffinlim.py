@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 
 from musiclord.audio.banded import banded_mel
 from musiclord.audio.mel import MelConfig, hann, log_denormalize, mel_basis, stft
@@ -75,16 +76,37 @@ def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40) -> torch.
 
 
 def istft(spec: torch.Tensor, cfg: MelConfig, length: int) -> torch.Tensor:
-    """Inverse of `stft`: (B, n_freqs, T+1) complex -> (B, length) waveform."""
-    return torch.istft(
-        spec,
-        n_fft=cfg.n_fft,
-        hop_length=cfg.hop_length,
-        win_length=cfg.win_length,
-        window=hann(cfg, spec.device, spec.real.dtype),
-        center=True,
-        length=length,
-    )
+    """Inverse of `stft`: (B, n_freqs, T+1) complex -> (B, length) waveform.
+
+    What `torch.istft(..., center=True, length=length)` computes, faster: only the
+    win_length samples under the window of each inverse-FFT frame are overlap-added (the window
+    is zero elsewhere; n_fft is twice win_length by default), and the window-square envelope
+    it divides by is cached instead of rebuilt on every call (Griffin-Lim calls this once per
+    iteration).
+    """
+    n_frames = spec.shape[-1]
+    win, hop, n_fft = cfg.win_length, cfg.hop_length, cfg.n_fft
+    lead = (n_fft - win) // 2  # where torch places the window inside an n_fft frame
+    frames = torch.fft.irfft(spec, n=n_fft, dim=-2)[:, lead : lead + win]  # (B, win, T+1)
+    frames = frames * hann(cfg, spec.device, frames.dtype)[:, None]
+    n_out = (n_frames - 1) * hop + win
+    y = F.fold(frames, output_size=(1, n_out), kernel_size=(1, win), stride=(1, hop))[:, 0, 0]  # (B, n_out)
+    inv_env = _inverse_envelope(cfg, n_frames, str(spec.device), frames.dtype)
+    start = n_fft // 2 - lead  # centred frames: sample 0 is the middle of frame 0
+    y = y[:, start : start + length] * inv_env[start : start + length]
+    if y.shape[-1] < length:
+        y = F.pad(y, (0, length - y.shape[-1]))
+    return y
+
+
+@functools.lru_cache(maxsize=32)
+def _inverse_envelope(cfg: MelConfig, n_frames: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """1 / (overlap-added squared window) over n_frames frames, 0 where the sum vanishes."""
+    w2 = hann(cfg, device, dtype).square()
+    n_out = (n_frames - 1) * cfg.hop_length + cfg.win_length
+    env = F.fold(w2[None, :, None].expand(1, -1, n_frames), output_size=(1, n_out),
+                 kernel_size=(1, cfg.win_length), stride=(1, cfg.hop_length))[0, 0, 0]
+    return torch.where(env > 1e-11, env.reciprocal(), torch.zeros_like(env))
 
 
 def griffin_lim(
@@ -123,19 +145,31 @@ def griffin_lim(
     if mel is not None:
         banded = banded_mel(cfg, mel.device, mel.dtype)
         mass = mel_basis(cfg, mel.device, mel.dtype).sum(0).clamp(min=1e-8)[:, None]  # (F, 1)
-    prev = torch.zeros_like(angles)
+    prev: torch.Tensor | None = None
     beta = momentum / (1 + momentum)
-    eps = 1e-16
+    eps2 = 1e-32  # (1e-16)^2: keeps a zero bin at zero
+    # The elementwise work runs on real tensors and in place where it can (complex-by-real
+    # products promote the real operand to complex; complex-scalar products are slow on a CPU):
+    # this loop was about half elementwise work (profile in docs/benchmarks.md). The phase is
+    # kept unnormalised, `angles * inv` with inv = 1 / |angles|, so normalising it and applying
+    # the magnitude is one complex pass: spec = angles * (magnitude * inv).
+    inv = torch.ones_like(magnitude)
     for _ in range(n_iter):
-        rebuilt = stft(istft(magnitude * angles, cfg, length), cfg)
-        angles = rebuilt - beta * prev
-        angles = angles * (angles.abs() + eps).reciprocal()  # real reciprocal: cheaper than complex division
+        rebuilt = stft(istft(_times_(angles, magnitude * inv), cfg, length), cfg)  # (B, F, T+1)
+        angles = rebuilt.clone() if prev is None else torch.sub(rebuilt, prev, alpha=beta)
+        inv = torch.addcmul(angles.real.square(), angles.imag, angles.imag).add_(eps2).rsqrt_()  # 1 / |angles|
         prev = rebuilt
         if mel is not None:
-            power = rebuilt.real.square() + rebuilt.imag.square()  # (B, F, T+1)
+            power = torch.addcmul(rebuilt.real.square(), rebuilt.imag, rebuilt.imag)  # (B, F, T+1)
             ratio = mel / banded.forward(power).clamp(min=1e-12)
-            magnitude = (power * banded.adjoint(ratio) / mass).sqrt()
-    return istft(magnitude * angles, cfg, length)
+            magnitude = banded.adjoint(ratio).mul_(power).div_(mass).sqrt_()
+    return istft(_times_(angles, magnitude * inv), cfg, length)
+
+
+def _times_(spec: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Complex (B, F, T) times real (B, F, T), in place, without promoting `scale` to complex."""
+    torch.view_as_real(spec).mul_(scale[..., None])
+    return spec
 
 
 def invert(

@@ -1,0 +1,153 @@
+"""End-to-end translation speed and memory (issue 8, part 4).
+
+`Translator.translate_file` (load, analyse, encode, generate, invert, write) of a 60 s and a
+10-minute recording, each in a fresh subprocess so that its peak resident memory
+(`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is its own; the peak right after loading the model
+(before translating) is reported too, so the growth due to translation is visible.
+
+The model has the demo preset's sizes and random weights (speed does not depend on the weights),
+saved as a stage-2 bundle (encoders, no per-window latent fit), or runs/demo/model if present.
+The input is a synthetic 44.1 kHz mono recording: a melody of harmonic notes with vibrato and
+decays, with short rests (so the silence gate skips a few windows, as in real music).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from benchmarks.common import markdown_table
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODEL = ROOT / "runs" / "demo" / "model"
+FILE_SR = 44100
+LENGTHS_S = (60, 600)
+
+
+def write_recording(path: Path, seconds: float, sr: int = FILE_SR, seed: int = 0) -> None:
+    """A melody of 0.25-1 s harmonic notes (some rests), written block by block as 16-bit WAV."""
+    rng = np.random.default_rng(seed)
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        done = 0
+        total = int(seconds * sr)
+        while done < total:
+            n = min(int(rng.uniform(0.25, 1.0) * sr), total - done)
+            t = np.arange(n) / sr
+            if rng.random() < 0.1:
+                x = np.zeros(n)
+            else:
+                f0 = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+                ph = 2 * np.pi * np.cumsum(f0 * (1 + 0.004 * np.sin(2 * np.pi * 5.5 * t))) / sr
+                x = sum(np.sin(h * ph) / h**1.5 for h in range(1, 12) if h * f0 < sr / 2.5)
+                x = 0.5 * x * np.exp(-2.0 * t) * np.minimum(1.0, t / 0.01)
+            f.write(x.astype(np.float32))
+            done += n
+
+
+def build_model(out_dir: Path) -> Path:
+    """A stage-2 bundle with the demo preset's ModelConfig and random weights."""
+    import torch
+
+    from musiclord.audio import MelConfig
+    from musiclord.models import LordModel, save_model
+    from musiclord.train.config import PRESETS
+
+    torch.manual_seed(0)
+    model = LordModel(PRESETS["demo"].model, ["cello", "piano", "violin", "flute"])
+    model.class_embeddings.normal_(0, 0.3)
+    save_model(model, out_dir / "model.pt", MelConfig(), meta={"stage": "amortized"})
+    return out_dir
+
+
+def child(model: str, in_path: str, out_path: str, threads: int) -> None:
+    """Run in a subprocess: load the model, translate one file, print a JSON line of figures."""
+    import resource
+
+    import torch
+
+    from musiclord.translate import Translator
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    tr = Translator.from_checkpoint(model, device="cpu")
+    t_load = time.perf_counter() - t0
+    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    info = tr.translate_file(in_path, out_path, to=tr.instruments[-1])
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({
+        "seconds": seconds, "load_s": t_load, "audio_s": info["seconds_in"], "out_s": info["seconds_out"],
+        "rss_model_mb": rss_model / 1024, "rss_peak_mb": rss / 1024, "gl_iters": tr.cfg.gl_iters,
+        "nnls_iters": tr.cfg.nnls_iters, "block_s": tr.cfg.block_seconds, "threads": torch.get_num_threads(),
+    }))
+
+
+def translate_in_subprocess(model: Path, in_path: Path, out_path: Path) -> dict:
+    import torch
+
+    cmd = [sys.executable, "-m", "benchmarks.bench_translate", "--child", str(model), str(in_path), str(out_path),
+           str(torch.get_num_threads())]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if res.returncode != 0:
+        raise RuntimeError(f"translation subprocess failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run(lengths_s: tuple[float, ...] = LENGTHS_S) -> str:
+    rows, figs = [], []
+    with tempfile.TemporaryDirectory(prefix="musiclord-bench-") as tmp:
+        tmp_p = Path(tmp)
+        if (DEMO_MODEL / "model.pt").exists() or DEMO_MODEL.with_suffix(".pt").exists():
+            model, which = DEMO_MODEL, "runs/demo/model"
+        else:
+            model, which = build_model(tmp_p), "demo-preset sizes, random weights"
+        for sec in lengths_s:
+            src = tmp_p / f"in_{int(sec)}s.wav"
+            write_recording(src, sec)
+            r = translate_in_subprocess(model, src, tmp_p / f"out_{int(sec)}s.wav")
+            log.info("%.0f s: %.1f s (RTF %.3f), peak %.0f MB", sec, r["seconds"], r["seconds"] / r["audio_s"],
+                     r["rss_peak_mb"])
+            figs.append(r)
+            rows.append([f"{r['audio_s']:.0f} s", f"{r['seconds']:.1f}", f"{r['seconds'] / r['audio_s']:.3f}",
+                         f"{r['audio_s'] / r['seconds']:.1f}x", f"{r['rss_model_mb']:.0f}", f"{r['rss_peak_mb']:.0f}",
+                         f"{r['rss_peak_mb'] - r['rss_model_mb']:.0f}"])
+    r0 = figs[0]
+    table = markdown_table(
+        ["input", "compute s", "real-time factor", "faster than real time", "RSS after model load (MB)",
+         "peak RSS (MB)", "growth (MB)"], rows)
+    lines = [
+        f"`Translator.translate_file` end to end ({which}; 44.1 kHz mono 16-bit WAV in, 16 kHz WAV out), "
+        f"Griffin-Lim {r0['gl_iters']} iterations + NNLS {r0['nnls_iters']}, {r0['block_s']:g} s inversion blocks, "
+        f"torch threads {r0['threads']}, one subprocess per file (model load {r0['load_s']:.2f} s, not included).",
+        "",
+        table,
+        "",
+        "- Target: real-time factor <= 0.05 on 2 CPU cores.",
+    ]
+    if len(figs) > 1:
+        lines.append(f"- Peak memory {figs[0]['rss_peak_mb']:.0f} MB at {figs[0]['audio_s']:.0f} s vs "
+                     f"{figs[-1]['rss_peak_mb']:.0f} MB at {figs[-1]['audio_s']:.0f} s: "
+                     f"{'flat' if figs[-1]['rss_peak_mb'] < 1.2 * figs[0]['rss_peak_mb'] + 20 else 'NOT flat'}.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        print(run())
