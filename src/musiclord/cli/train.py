@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from musiclord.errors import MusiclordError
-    from musiclord.train.common import init_distributed, cleanup_distributed
+    from musiclord.train.common import barrier, cleanup_distributed, init_distributed
     from musiclord.train.config import resolve_config
     from musiclord.train.latent import LATENT_FILE, train_latent
 
@@ -45,17 +45,17 @@ def _run(args: argparse.Namespace) -> int:
     run = Path(args.out)
     env = init_distributed(cfg.device)
     try:
-        if run.exists() and any(run.iterdir()) and not args.resume:
+        occupied = run.exists() and any(run.iterdir()) and not args.resume
+        barrier(env)  # every rank has looked before rank 0 deletes anything
+        if occupied:
             if not args.force:
                 raise MusiclordError(f"{run} exists: use --resume to continue it or --force to replace it")
             if env.is_main:
                 shutil.rmtree(run)
-        if env.distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
+        barrier(env)
         if args.stage in ("all", "latent"):
             train_latent(cfg, args.data, run, resume=args.resume, env=env)
+            barrier(env)  # rank 0 writes latent.pt last: every rank reads it for stage 2
         if args.stage in ("all", "amortized"):
             if importlib.util.find_spec("musiclord.train.amortized") is None:
                 if args.stage == "amortized":
