@@ -352,3 +352,27 @@ def test_checkpoint_payload_needs_no_pickle(tmp_path):
     assert obj["config"] == {"a": [1, 2.5, "x", None]}
     with pytest.raises(CheckpointError, match="expected y"):
         load_checkpoint(path, kind="y")
+
+
+# ------------------------------------------------------------------------------ scale-out
+
+
+@pytest.mark.heavy  # two interpreters under torchrun, ~20 s on 2 cores
+def test_torchrun_two_processes_run_both_stages_through_the_cli(data, tmp_path):
+    """The README's launch line: both stages under torchrun (stage 2 reads what rank 0 wrote)."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    run = tmp_path / "run"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "musiclord.cli", "train", "--data", str(data),
+           "--out", str(run), "--config", "tiny", "latent.steps=8", "amortized.steps=4", "device=cpu", "num_threads=1"]
+    env = {**os.environ, "MUSICLORD_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    from musiclord.models import load_model
+
+    assert load_model(run)[2]["stage"] == "amortized"
+    assert load_checkpoint(run / "latent.pt", kind="latent")["step"] == 8
+    assert load_checkpoint(run / "amortized.pt", kind="amortized")["step"] == 4
