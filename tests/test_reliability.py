@@ -159,6 +159,31 @@ def test_only_nan_batches_stop_training_with_a_clear_line(data, tmp_path, capsys
     assert "2 non-finite losses in a row" in err
 
 
+def test_stage2_nan_batches_are_skipped_and_a_bad_resume_checkpoint_is_one_line(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_train_args(data, run)) == 0  # stage 1 on clean data
+    poisoned = _poison(data, [3], tmp_path)  # one train clip NaN for stage 2
+    from musiclord.train.amortized import train_amortized
+
+    cfg = PRESETS["tiny"]
+    cfg = dataclasses.replace(cfg, device="cpu", num_threads=1, amortized=dataclasses.replace(
+        cfg.amortized, steps=8, batch_size=8, val_every=4, checkpoint_every=0, max_nonfinite=5))
+    train_amortized(cfg, poisoned, run)
+    ck = load_checkpoint(run / "amortized.pt", kind="amortized")
+    assert ck["step"] == 8 and 0 < ck["state"]["guard"]["total"]
+    for part in ("model", "disc"):
+        for k, v in ck["state"][part].items():
+            assert torch.isfinite(v).all(), (part, k)
+    # a truncated stage-2 checkpoint through `train --resume --stage amortized`
+    amort = run / "amortized.pt"
+    amort.write_bytes(amort.read_bytes()[:1000])
+    capsys.readouterr()
+    args = _train_args(data, run, "--resume")
+    args[args.index("latent")] = "amortized"
+    assert main(args) == 2
+    assert "amortized.pt" in one_line_error(capsys)
+
+
 # ------------------------------------------------------------------------------ bad audio
 
 
