@@ -62,7 +62,9 @@ def _run(args: argparse.Namespace) -> int:
             raise AudioError(f"{args.input}: no audio files in this folder")
         if args.output.exists() and not args.output.is_dir():
             raise MusiclordError(f"{args.output}: input is a folder, so the output must be a folder")
-        jobs = [(f, args.output / f.relative_to(args.input).with_suffix(".wav")) for f in files]
+        dsts = [args.output / f.relative_to(args.input).with_suffix(".wav") for f in files]
+        # take.flac beside take.wav would both write take.wav: name those take.flac.wav, take.wav.wav
+        jobs = [(f, d.with_name(f.name + ".wav") if dsts.count(d) > 1 else d) for f, d in zip(files, dsts)]
     else:
         out = args.output / (args.input.stem + ".wav") if args.output.is_dir() else args.output
         jobs = [(args.input, out)]
