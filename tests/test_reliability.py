@@ -401,3 +401,15 @@ def test_torchrun_two_processes_run_both_stages_through_the_cli(data, tmp_path):
     assert load_model(run)[2]["stage"] == "amortized"
     assert load_checkpoint(run / "latent.pt", kind="latent")["step"] == 8
     assert load_checkpoint(run / "amortized.pt", kind="amortized")["step"] == 4
+
+
+def test_translate_folder_keeps_files_that_share_a_stem(run_dir, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "take.wav", tone(0.5), 16000)
+    sf.write(src / "take.flac", tone(0.75), 16000)
+    sf.write(src / "other.ogg", tone(0.25), 16000)
+    out = tmp_path / "out"
+    assert main(["translate", str(src), "--model", str(run_dir), "--to", "flute", "-o", str(out), "--gl-iters", "1"]) == 0
+    frames = {p.name: sf.info(p).frames for p in out.iterdir()}
+    assert frames == {"take.wav.wav": 8000, "take.flac.wav": 12000, "other.wav": 4000}
