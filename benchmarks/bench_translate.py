@@ -70,18 +70,20 @@ def build_model(out_dir: Path) -> Path:
     return out_dir
 
 
-def child(model: str, in_path: str, out_path: str, threads: int) -> None:
+def child(model: str, in_path: str, out_path: str, threads: int, gl_iters: int = 0) -> None:
     """Run in a subprocess: load the model, translate one file, print a JSON line of figures."""
     import resource
 
     import torch
 
     from musiclord.translate import Translator
+    from musiclord.translate.translator import TranslateConfig
 
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    tr = Translator.from_checkpoint(model, device="cpu")
+    cfg = TranslateConfig(gl_iters=gl_iters) if gl_iters else TranslateConfig()
+    tr = Translator.from_checkpoint(model, device="cpu", cfg=cfg)
     t_load = time.perf_counter() - t0
     rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -95,11 +97,11 @@ def child(model: str, in_path: str, out_path: str, threads: int) -> None:
     }))
 
 
-def translate_in_subprocess(model: Path, in_path: Path, out_path: Path) -> dict:
+def translate_in_subprocess(model: Path, in_path: Path, out_path: Path, gl_iters: int = 0) -> dict:
     import torch
 
     cmd = [sys.executable, "-m", "benchmarks.bench_translate", "--child", str(model), str(in_path), str(out_path),
-           str(torch.get_num_threads())]
+           str(torch.get_num_threads()), str(gl_iters)]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if res.returncode != 0:
@@ -146,8 +148,8 @@ def run(lengths_s: tuple[float, ...] = LENGTHS_S) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
     else:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         print(run())

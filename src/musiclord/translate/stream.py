@@ -139,7 +139,11 @@ class MelOverlapAdd:
     def _run(self) -> None:
         if not self._pending:
             return
-        out = self.fn(torch.stack(self._pending)).float().cpu()  # (B, M, win)
+        # No autograd graph: a translate fn built by a no_grad method still returns tensors that
+        # require grad when it runs later, and the graph (kept alive by the running sums) made
+        # translation both slow and memory-hungry (GBs per minute of audio).
+        with torch.no_grad():
+            out = self.fn(torch.stack(self._pending)).float().cpu()  # (B, M, win)
         m = out.shape[1]
         end = self._pending_starts[-1] + self.win
         if self._acc is None:
@@ -222,7 +226,8 @@ class BlockInverter:
 
     def _invert_block(self, frames: torch.Tensor, last: bool) -> np.ndarray:
         hop = self.cfg.hop_length
-        wave = self.invert_fn(frames[None])[0].detach().cpu().numpy().astype(np.float32)
+        with torch.no_grad():  # Griffin-Lim under autograd kept every iteration's buffers
+            wave = self.invert_fn(frames[None])[0].cpu().numpy().astype(np.float32)
         start = 0
         if not self._first:  # fade in over [margin, overlap - margin) frames of this block
             fade = self._fade()
