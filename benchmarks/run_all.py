@@ -2,6 +2,7 @@
 
     python -m benchmarks.run_all                # every benchmarks/bench_*.py
     python -m benchmarks.run_all --only audio   # just bench_audio.py
+    python -m benchmarks.run_all --only train translate
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ def discover() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="comma-separated benchmark names (audio, ...)")
+    parser.add_argument("--only", nargs="+", default=[], help="benchmark names (audio train translate, or comma-separated)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all usable cores)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = discover()
     if args.only:
-        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        wanted = [n.strip() for arg in args.only for n in arg.split(",") if n.strip()]
         unknown = sorted(set(wanted) - set(names))
         if unknown:
             parser.error(f"unknown benchmark(s) {unknown}; have {names}")
