@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "runs" / "demo" / "model"
 FILE_SR = 44100
 # (seconds, Griffin-Lim iterations; 0 = TranslateConfig's default)
-CASES = ((60, 0), (60, 16), (600, 0))
+CASES = ((60, 0), (60, 32), (60, 16), (600, 0))
 
 
 def write_recording(path: Path, seconds: float, sr: int = FILE_SR, seed: int = 0) -> None:
@@ -110,6 +110,45 @@ def translate_in_subprocess(model: Path, in_path: Path, out_path: Path, gl_iters
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+REAL_CLIPS = Path(os.environ.get("MUSICLORD_REAL_CLIPS", "/work/shared/data/real-clips"))
+QUALITY_FILES = ("cello_phrase_smstools.wav", "cello_sneaky_phrase_fs609221.wav", "clarinet_phrase_fs328734.wav",
+                 "sax_phrase_smstools.wav", "strings_orchestra_brahms_librosa.hq.ogg", "piano_smstools.wav",
+                 "violin_B3_smstools.wav", "trumpet_A4_smstools.wav", "oboe_A4_smstools.wav")
+
+
+def gl_quality(iters: tuple[int, ...] = (16, 32, 64), block_s: float = 10.0) -> str:
+    """Spectral convergence of `invert` at several GL iteration counts on the first `block_s`
+    seconds of real recordings (one block, as the translator inverts them), against the true
+    STFT magnitude: what changing the translator's `gl_iters` would cost in quality."""
+    import torch
+
+    from musiclord.audio import MelConfig, invert, load_audio, logmel, spectral_convergence
+
+    cfg = MelConfig()
+    files = [REAL_CLIPS / f for f in QUALITY_FILES if (REAL_CLIPS / f).exists()]
+    if not files:
+        return f"(no recordings in {REAL_CLIPS}: GL quality not measured)"
+    n = int(block_s * cfg.sample_rate) // cfg.hop_length * cfg.hop_length
+    sc: dict[int, list[float]] = {it: [] for it in iters}
+    secs: dict[int, float] = {it: 0.0 for it in iters}
+    total = 0.0
+    for f in files:
+        x = load_audio(f, cfg.sample_rate)[:n]
+        x = x[: len(x) // cfg.hop_length * cfg.hop_length]
+        x = torch.from_numpy(0.9 * x / max(float(np.abs(x).max()), 1e-9))[None]
+        total += x.shape[1] / cfg.sample_rate
+        lm = logmel(x, cfg)
+        for it in iters:
+            t0 = time.perf_counter()
+            y = invert(lm, cfg, n_iter=it)
+            secs[it] += time.perf_counter() - t0
+            sc[it].append(float(spectral_convergence(y, x, cfg)[0]))
+    rows = [[it, f"{np.mean(sc[it]):.4f}", f"{np.max(sc[it]):.4f}", f"{secs[it] / total:.3f}"] for it in iters]
+    return (f"Griffin-Lim iterations vs quality: `invert` of the first {block_s:g} s of {len(files)} real recordings "
+            f"({total:.0f} s in all; {', '.join(f.name for f in files)}), SC against the true magnitude:\n\n"
+            + markdown_table(["GL iterations", "mean SC", "worst SC", "inversion s per audio s"], rows))
+
+
 def run(cases: tuple[tuple[float, int], ...] = CASES) -> str:
     rows, figs = [], []
     with tempfile.TemporaryDirectory(prefix="musiclord-bench-") as tmp:
@@ -150,7 +189,7 @@ def run(cases: tuple[tuple[float, int], ...] = CASES) -> str:
         flat = b["rss_peak_mb"] < 1.2 * a["rss_peak_mb"] + 20
         lines.append(f"- Peak memory {a['rss_peak_mb']:.0f} MB at {a['audio_s']:.0f} s vs {b['rss_peak_mb']:.0f} MB "
                      f"at {b['audio_s']:.0f} s: {'flat' if flat else 'NOT flat'}.")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + gl_quality()
 
 
 if __name__ == "__main__":
