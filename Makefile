@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 	@bash scripts/install_debs.sh $(DEBS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev]' $(TORCH)
+	$(BIN)/python -m pip install -q --no-compile $(TORCH)
+	$(BIN)/python -m pip install -q --no-compile -e '.[dev]' $(TORCH)
 	@touch $(STAMP)
 
 test: setup
