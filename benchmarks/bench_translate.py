@@ -1,9 +1,10 @@
 """End-to-end translation speed and memory (issue 8, part 4).
 
 `Translator.translate_file` (load, analyse, encode, generate, invert, write) of a 60 s and a
-10-minute recording, each in a fresh subprocess so that its peak resident memory
-(`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is its own; the peak right after loading the model
-(before translating) is reported too, so the growth due to translation is visible.
+10-minute recording, each in a fresh subprocess so that its peak resident memory is its own
+(VmHWM from /proc/self/status; `ru_maxrss` would carry the parent's peak over); the peak right
+after loading the model (before translating) is reported too, so the growth due to translation
+is visible.
 
 The model has the demo preset's sizes and random weights (speed does not depend on the weights),
 saved as a stage-2 bundle (encoders, no per-window latent fit), or runs/demo/model if present.
@@ -71,10 +72,22 @@ def build_model(out_dir: Path) -> Path:
     return out_dir
 
 
-def child(model: str, in_path: str, out_path: str, threads: int, gl_iters: int = 0) -> None:
-    """Run in a subprocess: load the model, translate one file, print a JSON line of figures."""
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: VmHWM (per address space, so it starts afresh
+    at exec; `ru_maxrss` carries the parent's peak over into a child)."""
     import resource
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(model: str, in_path: str, out_path: str, threads: int, gl_iters: int = 0) -> None:
+    """Run in a subprocess: load the model, translate one file, print a JSON line of figures."""
     import torch
 
     from musiclord.translate import Translator
@@ -86,14 +99,14 @@ def child(model: str, in_path: str, out_path: str, threads: int, gl_iters: int =
     cfg = TranslateConfig(gl_iters=gl_iters) if gl_iters else TranslateConfig()
     tr = Translator.from_checkpoint(model, device="cpu", cfg=cfg)
     t_load = time.perf_counter() - t0
-    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_model = peak_rss_mb()
     t0 = time.perf_counter()
     info = tr.translate_file(in_path, out_path, to=tr.instruments[-1])
     seconds = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = peak_rss_mb()
     print(json.dumps({
         "seconds": seconds, "load_s": t_load, "audio_s": info["seconds_in"], "out_s": info["seconds_out"],
-        "rss_model_mb": rss_model / 1024, "rss_peak_mb": rss / 1024, "gl_iters": tr.cfg.gl_iters,
+        "rss_model_mb": rss_model, "rss_peak_mb": rss, "gl_iters": tr.cfg.gl_iters,
         "nnls_iters": tr.cfg.nnls_iters, "block_s": tr.cfg.block_seconds, "threads": torch.get_num_threads(),
     }))
 
