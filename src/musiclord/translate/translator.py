@@ -155,6 +155,7 @@ class Translator:
     def _windows_fn(self, target: torch.Tensor):
         """(B, M, n_frames) windows -> translated windows, silent windows skipped."""
 
+        @torch.no_grad()  # runs later, outside this method's no_grad (latent fitting enables grad itself)
         def fn(mel: torch.Tensor) -> torch.Tensor:
             mel = mel.to(self.device, torch.float32)
             out = torch.full_like(mel, self._silence)
