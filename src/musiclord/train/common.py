@@ -11,16 +11,15 @@ Everything is rank-aware: logging, progress and checkpoint writes happen on rank
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from musiclord.data import Dataset
 from musiclord.errors import ConfigError, DataError
 from musiclord.train.distributed import (
     DistEnv, all_reduce_mean, all_reduce_sum, barrier, cleanup_distributed, init_distributed, select_device,
@@ -130,57 +129,13 @@ class BatchIterator:
             step += 1
 
 
-def open_dataset(data_dir: str | Path):
-    """`musiclord.data.Dataset.open(data_dir)`; until that package is installed, a minimal reader
-    of the same on-disk format (docs/design.md) with `.classes`, `.mel_config`, `.records`,
-    `.mels` and `.select`.
+def open_dataset(data_dir: str | Path) -> Dataset:
+    """`musiclord.data.Dataset.open(data_dir)`.
 
     Raises:
         DataError: not a dataset directory.
     """
-    try:
-        from musiclord.data import Dataset
-    except ImportError:
-        return _MiniDataset(Path(data_dir))
     return Dataset.open(data_dir)
-
-
-@dataclass(frozen=True)
-class _Record:
-    clip_id: str
-    cls: str
-    label: int
-    split: str
-    index: int
-
-
-class _MiniDataset:
-    """Reads dataset.json, manifest.jsonl and mels.npy (memory-mapped); format version 1."""
-
-    def __init__(self, root: Path) -> None:
-        from musiclord.audio import MelConfig
-        from musiclord.config import from_dict
-
-        meta_path = root / "dataset.json"
-        if not meta_path.is_file():
-            raise DataError(f"{root}: not a musiclord dataset (no dataset.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != "musiclord-dataset" or meta.get("version") != 1:
-            raise DataError(f"{root}: unsupported dataset format")
-        self.classes = list(meta["classes"])
-        self.mel_config = from_dict(MelConfig, meta.get("mel", {}))
-        self.records = []
-        for line in (root / "manifest.jsonl").read_text().splitlines():
-            if line.strip():
-                d = json.loads(line)
-                self.records.append(_Record(d["clip_id"], d["cls"], int(d["label"]), d["split"], int(d["index"])))
-        self.mels = np.load(root / "mels.npy", mmap_mode="r")
-
-    def select(self, split: str | None = None, cls: str | None = None) -> list:
-        return [r for r in self.records if (split is None or r.split == split) and (cls is None or r.cls == cls)]
-
-    def mel_tensor(self, records: Sequence[Any]) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.mels[[r.index for r in records]], dtype=np.float32))
 
 
 def load_mels(dataset: Any) -> torch.Tensor:
