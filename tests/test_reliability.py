@@ -31,6 +31,12 @@ from test_train_latent import write_tiny_dataset
 SRC = Path(__file__).resolve().parents[1] / "src" / "musiclord"
 
 
+@pytest.fixture(autouse=True)
+def _no_progress_bars(monkeypatch):
+    """tqdm also writes to stderr; these tests read stderr for the one-line error."""
+    monkeypatch.setenv("MUSICLORD_NO_PROGRESS", "1")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny tensors: one torch thread is faster than several fighting over shared cores."""
