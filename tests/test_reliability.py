@@ -37,13 +37,7 @@ def _no_progress_bars(monkeypatch):
     monkeypatch.setenv("MUSICLORD_NO_PROGRESS", "1")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one torch thread is faster than several fighting over shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tone(seconds: float, sr: int = 16000, f0: float = 330.0, amp: float = 0.4) -> np.ndarray:
