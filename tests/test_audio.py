@@ -220,3 +220,51 @@ def test_banded_filterbank_products_equal_dense() -> None:
     banded = banded_mel(CFG, "cpu", torch.float32)
     torch.testing.assert_close(banded.forward(y), torch.matmul(dense, y), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(banded.adjoint(r), torch.matmul(dense.t(), r), atol=1e-6, rtol=1e-5)
+
+
+def test_frame_major_stft_pair_matches_torch() -> None:
+    from musiclord.audio.framed import istft_frames, overlap_add_frames, stft_frames
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8000, generator=g)
+    for n_fft in (2048, 1024):
+        cfg = CFG.replace(n_fft=n_fft)
+        spec = stft_frames(x, cfg)  # (B, T+1, F)
+        torch.testing.assert_close(spec, stft(x, cfg).transpose(1, 2), atol=1e-4, rtol=1e-4)
+        ref = torch.istft(spec.transpose(1, 2), n_fft, CFG.hop_length, CFG.win_length, torch.hann_window(CFG.win_length),
+                          center=True, length=8000)
+        torch.testing.assert_close(istft_frames(spec, cfg, 8000), ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(istft_frames(spec, cfg, 8000), x, atol=1e-5, rtol=1e-4)
+    frames = torch.randn(2, 9, 1000, generator=g)
+    folded = torch.nn.functional.fold(frames.transpose(1, 2), output_size=(1, 8 * 250 + 1000), kernel_size=(1, 1000),
+                                      stride=(1, 250))[:, 0, 0]
+    torch.testing.assert_close(overlap_add_frames(frames, 250), folded, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(overlap_add_frames(frames[..., :900], 250),  # window not a multiple of the hop
+                               torch.nn.functional.fold(frames[..., :900].transpose(1, 2), output_size=(1, 8 * 250 + 900),
+                                                        kernel_size=(1, 900), stride=(1, 250))[:, 0, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_phase_retrieval_on_the_smaller_fft() -> None:
+    from musiclord.audio.banded import interpolation, inversion_basis
+    from musiclord.audio.griffinlim import phase_fft_size
+
+    assert phase_fft_size(CFG) == 1024  # the 1000-sample window fits in 1024 points, not in 512
+    assert phase_fft_size(CFG.replace(win_length=2048)) == 2048
+    x = torch.from_numpy(np.stack([harmonic_clip(196.0, 1.0, seed=3), harmonic_clip(659.0, 1.0, seed=5)]))
+    # its magnitudes are exactly every other bin of the analysis STFT
+    small = stft(x, CFG.replace(n_fft=1024)).abs()
+    torch.testing.assert_close(small, stft(x, CFG).abs()[:, ::2], atol=1e-3, rtol=1e-4)
+    u = interpolation(1025, 513)
+    torch.testing.assert_close(u.sum(1), torch.ones(1025, dtype=u.dtype))
+    torch.testing.assert_close(inversion_basis(CFG, 2048), mel_basis(CFG))
+    # the mel seen through the interpolated basis is close to the true mel
+    p = small.square()
+    true_mel = torch.matmul(mel_basis(CFG), stft(x, CFG).abs().square())
+    err = torch.linalg.vector_norm(torch.matmul(inversion_basis(CFG, 1024), p) - true_mel) / torch.linalg.vector_norm(true_mel)
+    assert err < 0.1, err
+    lm = logmel(x, CFG)
+    sc_small = spectral_convergence(invert(lm, CFG, n_iter=32), x, CFG)
+    sc_full = spectral_convergence(invert(lm, CFG, n_iter=32, n_fft=2048), x, CFG)
+    assert (sc_small < sc_full + 0.03).all(), (sc_small, sc_full)
+    with pytest.raises(ValueError):
+        invert(lm, CFG, n_fft=512)  # the window does not fit

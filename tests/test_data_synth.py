@@ -126,3 +126,21 @@ def test_synth_refuses_bad_requests(tmp_path):
     with pytest.raises(DataError, match="not a SoundFont"):
         prepare_synth(tmp_path / "x", SynthOptions(classes=("cello", "violin"), test_soundfont=str(bad)))
     assert not (tmp_path / "x").exists()
+
+
+def test_sample_bank_oracle_replays_the_test_notes(tiny, tmp_path):
+    from musiclord.evaluate.lsd import lsd
+    from musiclord.evaluate.oracle import oracle_waves
+
+    out, _ = tiny
+    ds = Dataset.open(out)
+    classes, cids = ["cello", "violin"], sorted(ds.paired())
+    oracle = oracle_waves(ds, out, classes, cids)
+    truth = np.stack([[ds.load_wave(ds.paired()[c][k]) for k in classes] for c in cids])
+    assert oracle is not None and oracle.shape == truth.shape == (3, 2, 32000)
+    # the tiny set renders train and test with one bank: the oracle is the ground truth again
+    same = lsd(oracle.reshape(6, -1), truth.reshape(6, -1))
+    other = lsd(np.roll(oracle, 1, axis=0).reshape(6, -1), truth.reshape(6, -1))  # other passages' notes
+    assert same.max() < 1.0 and other.min() > 3 * same.max(), (same, other)
+    (tmp_path / "ds").mkdir()  # no notes.jsonl: left out
+    assert oracle_waves(ds, tmp_path / "ds", classes, cids) is None

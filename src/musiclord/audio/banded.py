@@ -67,14 +67,50 @@ class BandedMel:
         return torch.matmul(self.w_t, picked).reshape(b, self.n_freqs, t)
 
 
+def interpolation(n_freqs: int, n_coarse: int) -> torch.Tensor:
+    """(n_freqs, n_coarse) linear interpolation from a coarse frequency grid to a fine one.
+
+    With n_fft = r * n_fft_coarse the coarse bin j sits on fine bin r * j; fine bins in between
+    are interpolated linearly. (When the window fits in n_fft_coarse samples, the coarse STFT's
+    bins are exactly the fine STFT's bins r * j.)
+    """
+    r = (n_freqs - 1) // (n_coarse - 1)
+    if r * (n_coarse - 1) != n_freqs - 1:
+        raise ValueError(f"interpolation: {n_freqs} bins are not a refinement of {n_coarse}")
+    pos = torch.arange(n_freqs, dtype=torch.float64) / r
+    lo = pos.floor().long().clamp(max=n_coarse - 1)
+    frac = pos - lo
+    u = torch.zeros(n_freqs, n_coarse, dtype=torch.float64)
+    u[torch.arange(n_freqs), lo] = 1 - frac
+    hi = (lo + 1).clamp(max=n_coarse - 1)
+    u[torch.arange(n_freqs), hi] += frac
+    return u
+
+
+def inversion_basis(cfg: MelConfig, n_fft: int | None = None, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The mel filterbank seen from an STFT of `n_fft` points: (n_mels, n_fft // 2 + 1).
+
+    `n_fft` None or cfg.n_fft gives `mel_basis(cfg)`. A smaller FFT (cfg.n_fft divided by a power
+    of two) gets M U, U the linear interpolation of its power spectrum onto cfg's bins, so that
+    M U p approximates the mel of the signal whose coarse power spectrum is p.
+    """
+    basis = mel_basis(cfg, "cpu", torch.float64)
+    if n_fft is not None and n_fft != cfg.n_fft:
+        basis = basis @ interpolation(cfg.n_freqs, n_fft // 2 + 1)
+    return basis.to(device=device, dtype=dtype)
+
+
 @functools.lru_cache(maxsize=16)
-def _banded(cfg: MelConfig, device: str, dtype: torch.dtype, scaled: bool) -> BandedMel:
-    basis = mel_basis(cfg, device, dtype)
+def _banded(cfg: MelConfig, device: str, dtype: torch.dtype, scaled: bool, n_fft: int | None) -> BandedMel:
+    basis = inversion_basis(cfg, n_fft, device, dtype)
     if scaled:
         basis = basis / torch.linalg.vector_norm(basis, dim=0).clamp(min=1e-8)
     return BandedMel(basis)
 
 
-def banded_mel(cfg: MelConfig, device: torch.device | str, dtype: torch.dtype, scaled: bool = False) -> BandedMel:
-    """The (cached) banded filterbank of `cfg`; `scaled` gives it unit-norm columns."""
-    return _banded(cfg, str(torch.device(device)), dtype, scaled)
+def banded_mel(cfg: MelConfig, device: torch.device | str, dtype: torch.dtype, scaled: bool = False,
+               n_fft: int | None = None) -> BandedMel:
+    """The (cached) banded filterbank of `cfg` (seen from an `n_fft`-point STFT, see
+    `inversion_basis`); `scaled` gives it unit-norm columns."""
+    return _banded(cfg, str(torch.device(device)), dtype, scaled, None if n_fft == cfg.n_fft else n_fft)

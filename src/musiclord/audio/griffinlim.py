@@ -23,24 +23,38 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn.functional as F
 
-from musiclord.audio.banded import banded_mel
-from musiclord.audio.mel import MelConfig, hann, log_denormalize, mel_basis, stft
+from musiclord.audio.banded import banded_mel, inversion_basis
+from musiclord.audio.framed import istft_frames, stft_frames
+from musiclord.audio.mel import MelConfig, log_denormalize, stft
 from musiclord.audio.phase import random_phase, vocoder_phase
 
 
+def phase_fft_size(cfg: MelConfig) -> int:
+    """The smallest FFT size that still holds the window: cfg.n_fft halved while win_length fits.
+
+    Zero padding the window to cfg.n_fft only interpolates the spectrum: when the window fits in
+    n_fft / 2^k samples, that STFT's magnitudes are exactly cfg's bins 2^k * j, and Griffin-Lim on
+    it rebuilds the same signals with 2^k times fewer bins (2048 -> 1024 for the paper's 1000-
+    sample window: half the FFT work and half the elementwise work per iteration).
+    """
+    n = cfg.n_fft
+    while n % 2 == 0 and cfg.win_length <= n // 2:
+        n //= 2
+    return n
+
+
 @functools.lru_cache(maxsize=8)
-def _scaled_basis(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The filterbank with unit-norm columns, the column norms, and its Lipschitz constant."""
-    basis = mel_basis(cfg).double()  # (M, F)
+def _scaled_basis(cfg: MelConfig, n_fft: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The filterbank (seen from an n_fft STFT) with unit-norm columns, the norms, its Lipschitz constant."""
+    basis = inversion_basis(cfg, n_fft, dtype=torch.float64)  # (M, F)
     norms = torch.linalg.vector_norm(basis, dim=0).clamp(min=1e-8)  # (F,)
     scaled = basis / norms
     lipschitz = float(torch.linalg.matrix_norm(scaled, ord=2) ** 2)
     return scaled.float(), norms.float(), lipschitz
 
 
-def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40) -> torch.Tensor:
+def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40, n_fft: int | None = None) -> torch.Tensor:
     """Non-negative least squares: a linear power spectrogram S >= 0 with M S close to `mel`.
 
     Solved for the whole batch by FISTA (accelerated projected gradient) on the column-normalised
@@ -50,18 +64,21 @@ def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40) -> torch.
     Args:
         mel: (B, n_mels, T) mel power.
         n_iter: FISTA iterations.
+        n_fft: the STFT whose power spectrum is sought (default cfg.n_fft; a smaller one, see
+            `phase_fft_size`, is solved through `inversion_basis`).
 
     Returns:
-        (B, n_freqs, T) linear power.
+        (B, n_fft // 2 + 1, T) linear power.
     """
     # NNLS is scale-equivariant: solve for each clip scaled to a peak of 1, far from float32's
     # denormals (which slow a CPU several times over), and scale back.
     peak = mel.amax(dim=(-2, -1), keepdim=True).clamp(min=1e-30)  # (B, 1, 1)
     mel = mel / peak
-    _, norms, lipschitz = _scaled_basis(cfg)
-    a = banded_mel(cfg, mel.device, mel.dtype, scaled=True)  # unit-norm columns
+    n_fft = n_fft or cfg.n_fft
+    _, norms, lipschitz = _scaled_basis(cfg, n_fft)
+    a = banded_mel(cfg, mel.device, mel.dtype, scaled=True, n_fft=n_fft)  # unit-norm columns
     norms = norms.to(mel.device, mel.dtype)[:, None]  # (F, 1)
-    basis = mel_basis(cfg, mel.device, mel.dtype)
+    basis = inversion_basis(cfg, n_fft, mel.device, mel.dtype)
     mass = basis.sum(0).clamp(min=1e-8)[:, None]
     # Work in u = S * norms (so that A u = M S); start from the spread transpose.
     x = torch.matmul(basis.t(), mel) / mass * norms  # (B, F, T)
@@ -73,40 +90,6 @@ def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40) -> torch.
         y = x_new + ((t - 1) / t_new) * (x_new - x)
         x, t = x_new, t_new
     return x / norms * peak
-
-
-def istft(spec: torch.Tensor, cfg: MelConfig, length: int) -> torch.Tensor:
-    """Inverse of `stft`: (B, n_freqs, T+1) complex -> (B, length) waveform.
-
-    What `torch.istft(..., center=True, length=length)` computes, faster: only the
-    win_length samples under the window of each inverse-FFT frame are overlap-added (the window
-    is zero elsewhere; n_fft is twice win_length by default), and the window-square envelope
-    it divides by is cached instead of rebuilt on every call (Griffin-Lim calls this once per
-    iteration).
-    """
-    n_frames = spec.shape[-1]
-    win, hop, n_fft = cfg.win_length, cfg.hop_length, cfg.n_fft
-    lead = (n_fft - win) // 2  # where torch places the window inside an n_fft frame
-    frames = torch.fft.irfft(spec, n=n_fft, dim=-2)[:, lead : lead + win]  # (B, win, T+1)
-    frames = frames * hann(cfg, spec.device, frames.dtype)[:, None]
-    n_out = (n_frames - 1) * hop + win
-    y = F.fold(frames, output_size=(1, n_out), kernel_size=(1, win), stride=(1, hop))[:, 0, 0]  # (B, n_out)
-    inv_env = _inverse_envelope(cfg, n_frames, str(spec.device), frames.dtype)
-    start = n_fft // 2 - lead  # centred frames: sample 0 is the middle of frame 0
-    y = y[:, start : start + length] * inv_env[start : start + length]
-    if y.shape[-1] < length:
-        y = F.pad(y, (0, length - y.shape[-1]))
-    return y
-
-
-@functools.lru_cache(maxsize=32)
-def _inverse_envelope(cfg: MelConfig, n_frames: int, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """1 / (overlap-added squared window) over n_frames frames, 0 where the sum vanishes."""
-    w2 = hann(cfg, device, dtype).square()
-    n_out = (n_frames - 1) * cfg.hop_length + cfg.win_length
-    env = F.fold(w2[None, :, None].expand(1, -1, n_frames), output_size=(1, n_out),
-                 kernel_size=(1, cfg.win_length), stride=(1, cfg.hop_length))[0, 0, 0]
-    return torch.where(env > 1e-11, env.reciprocal(), torch.zeros_like(env))
 
 
 def griffin_lim(
@@ -122,7 +105,8 @@ def griffin_lim(
     """Fast Griffin-Lim from a linear magnitude, optionally refining it towards a mel target.
 
     Args:
-        magnitude: (B, n_freqs, T+1) non-negative STFT magnitude (centred frames).
+        magnitude: (B, F, T+1) non-negative STFT magnitude (centred frames) of cfg's STFT, or
+            of a smaller FFT of the same window and hop (F = n_fft // 2 + 1, see `phase_fft_size`).
         length: output samples.
         n_iter: iterations (one STFT and one inverse STFT each).
         momentum: Perraudin's alpha (0 is plain Griffin-Lim).
@@ -135,41 +119,36 @@ def griffin_lim(
     Returns:
         (B, length) waveform.
     """
+    n_fft = 2 * (magnitude.shape[-2] - 1)
+    cfg_mel, cfg = cfg, cfg.replace(n_fft=n_fft)  # the STFT Griffin-Lim runs on
     if init == "vocoder":
         phase = vocoder_phase(magnitude, cfg)
     elif init == "random":
         phase = random_phase(magnitude.shape, seed, magnitude.device)
     else:
         raise ValueError(f"griffin_lim: init must be 'vocoder' or 'random', not {init!r}")
-    angles = torch.polar(torch.ones_like(magnitude), phase.to(magnitude.dtype))
+    # Frame-major from here on (see `framed.py`): (B, T+1, F) tensors, FFTs along the last axis.
+    magnitude = magnitude.transpose(1, 2).contiguous()
+    angles = torch.polar(torch.ones_like(magnitude), phase.transpose(1, 2).to(magnitude.dtype))
     if mel is not None:
-        banded = banded_mel(cfg, mel.device, mel.dtype)
-        mass = mel_basis(cfg, mel.device, mel.dtype).sum(0).clamp(min=1e-8)[:, None]  # (F, 1)
+        banded = banded_mel(cfg_mel, mel.device, mel.dtype, n_fft=n_fft)
+        mass = inversion_basis(cfg_mel, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8)  # (F,)
     prev: torch.Tensor | None = None
     beta = momentum / (1 + momentum)
     eps2 = 1e-32  # (1e-16)^2: keeps a zero bin at zero
-    # The elementwise work runs on real tensors and in place where it can (complex-by-real
-    # products promote the real operand to complex; complex-scalar products are slow on a CPU):
-    # this loop was about half elementwise work (profile in docs/benchmarks.md). The phase is
-    # kept unnormalised, `angles * inv` with inv = 1 / |angles|, so normalising it and applying
-    # the magnitude is one complex pass: spec = angles * (magnitude * inv).
+    # The phase is kept unnormalised, `angles * inv` with inv = 1 / |angles|, so normalising it
+    # and applying the magnitude is one complex-by-real product: spec = angles * (magnitude * inv).
     inv = torch.ones_like(magnitude)
     for _ in range(n_iter):
-        rebuilt = stft(istft(_times_(angles, magnitude * inv), cfg, length), cfg)  # (B, F, T+1)
-        angles = rebuilt.clone() if prev is None else torch.sub(rebuilt, prev, alpha=beta)
+        rebuilt = stft_frames(istft_frames(angles * (magnitude * inv), cfg, length), cfg)  # (B, T+1, F)
+        angles = rebuilt if prev is None else torch.sub(rebuilt, prev, alpha=beta)
         inv = torch.addcmul(angles.real.square(), angles.imag, angles.imag).add_(eps2).rsqrt_()  # 1 / |angles|
         prev = rebuilt
         if mel is not None:
-            power = torch.addcmul(rebuilt.real.square(), rebuilt.imag, rebuilt.imag)  # (B, F, T+1)
-            ratio = mel / banded.forward(power).clamp(min=1e-12)
-            magnitude = banded.adjoint(ratio).mul_(power).div_(mass).sqrt_()
-    return istft(_times_(angles, magnitude * inv), cfg, length)
-
-
-def _times_(spec: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Complex (B, F, T) times real (B, F, T), in place, without promoting `scale` to complex."""
-    torch.view_as_real(spec).mul_(scale[..., None])
-    return spec
+            power = torch.addcmul(rebuilt.real.square(), rebuilt.imag, rebuilt.imag).transpose(1, 2)  # (B, F, T+1)
+            ratio = mel / banded.forward(power.contiguous()).clamp(min=1e-12)  # (B, M, T+1)
+            magnitude = banded.adjoint(ratio).transpose(1, 2).mul(power.transpose(1, 2)).div_(mass).sqrt_()
+    return istft_frames(angles * (magnitude * inv), cfg, length)
 
 
 def invert(
@@ -181,6 +160,7 @@ def invert(
     nnls_iter: int = 40,
     init: str = "vocoder",
     refine: bool = True,
+    n_fft: int | None = None,
 ) -> torch.Tensor:
     """Normalised log-mel -> waveform (NNLS mel->linear, then fast Griffin-Lim).
 
@@ -194,6 +174,9 @@ def invert(
         nnls_iter: FISTA iterations of the mel->linear step.
         init: initial phase, "vocoder" or "random" (see `griffin_lim`).
         refine: re-estimate the magnitude towards the mel at every iteration.
+        n_fft: FFT size of the phase retrieval; default `phase_fft_size(cfg)`, the smallest that
+            holds the window (1024 for the paper's 2048-point, 1000-sample STFT); cfg.n_fft
+            runs it on the analysis STFT itself (about twice the work, same quality).
 
     Returns:
         (B, T * hop_length) float32 waveform (or (N,) for 2-D input): the exact length of the
@@ -204,13 +187,16 @@ def invert(
         logmel = logmel[None]
     logmel = logmel.float()
     length = logmel.shape[-1] * cfg.hop_length
+    n_fft = n_fft or phase_fft_size(cfg)
+    if n_fft > cfg.n_fft or cfg.n_fft % n_fft or n_fft < cfg.win_length:
+        raise ValueError(f"invert: n_fft must divide {cfg.n_fft} and hold the {cfg.win_length}-sample window, got {n_fft}")
     outs = []
     for start in range(0, logmel.shape[0], max(1, chunk)):
         mel = log_denormalize(logmel[start : start + chunk], cfg)
         # The centred STFT has one frame more than the log-mel (its last frame was dropped):
         # repeat the final frame so the magnitude covers the whole output.
         mel = torch.cat([mel, mel[..., -1:]], dim=-1)  # (b, M, T+1)
-        power = mel_to_linear(mel, cfg, n_iter=nnls_iter)
+        power = mel_to_linear(mel, cfg, n_iter=nnls_iter, n_fft=n_fft)
         mag = power.clamp(min=0).pow(1.0 / cfg.power)
         target = mel if refine and cfg.power == 2.0 else None
         outs.append(griffin_lim(mag, cfg, length, n_iter=n_iter, momentum=momentum, init=init, mel=target))

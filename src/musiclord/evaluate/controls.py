@@ -3,8 +3,9 @@
 - `class_mean`: the target class's mean spectrogram (mean of its train-split log-mels), inverted:
   it has the target's average spectral shape but plays no notes; a sound timbre metric must not
   call it the target instrument, and its LSD shows what "right average, no content" scores.
-- `random_model`: a LordModel of the first evaluated model's sizes with random weights (seeded),
-  translating the first few test passages: a barely trained model must score low too.
+- `random_model`: a LordModel with random weights (seeded) of the sizes of the first evaluated
+  model that is a LordModel, translating the first few test passages: a barely trained model
+  must score low too.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def run_controls(ds: Any, classes: list[str], models: list[tuple[str, Any]], gt:
         "predicted": [classes[p] if p < k else "other" for p in pred],
         "lsd": float(np.mean(lsds)),
     }
-    rnd = _random_translator(models[0][1], classes, opts.seed) if models else None
+    rnd = next((r for r in (_random_translator(tr, classes, opts.seed) for _, tr in models) if r is not None), None)
     if rnd is not None:
         n = min(opts.control_clips, len(gt.cids))
         pairs = [(s, t) for s in range(k) for t in range(k) if s != t]

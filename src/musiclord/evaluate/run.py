@@ -25,6 +25,7 @@ from musiclord.errors import DataError, MusiclordError
 from musiclord.evaluate import figures
 from musiclord.evaluate.adapters import TranslatorLike, open_dataset
 from musiclord.evaluate.lsd import lsd
+from musiclord.evaluate.oracle import oracle_waves
 from musiclord.evaluate.pitch import raw_pitch_accuracy, track_f0
 from musiclord.evaluate.probe import probe_accuracy, tsne_2d
 from musiclord.evaluate.timbre import TimbreConfig, classify
@@ -108,7 +109,7 @@ def _pitch(waves: np.ndarray, sr: int, shape: tuple[int, ...]) -> tuple[np.ndarr
 class _GroundTruth:
     """The chosen test passages on every instrument: mels, waves, their round trip, f0 tracks."""
 
-    def __init__(self, ds: Any, classes: list[str], cids: list[str], opts: EvalOptions) -> None:
+    def __init__(self, ds: Any, classes: list[str], cids: list[str], opts: EvalOptions, data_dir: Path | None = None) -> None:
         cfg = ds.mel_config
         paired = ds.paired(SPLIT)
         self.cids = cids
@@ -126,6 +127,13 @@ class _GroundTruth:
         self.f0, self.voiced = _pitch(self.wave[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
         self.rt_f0, self.rt_voiced = _pitch(self.roundtrip[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
         log.info("ground truth: pitch of %d clips tracked in %.1f s", 2 * p * k, time.time() - t0)
+        # the sample-bank oracle (evaluate/oracle.py), through mel + Griffin-Lim like a model's output
+        oracle = oracle_waves(ds, data_dir, classes, cids) if data_dir is not None else None
+        self.oracle = self.oracle_f0 = self.oracle_voiced = None
+        if oracle is not None:
+            mel = logmel(torch.from_numpy(oracle.reshape(len(flat), n)), cfg)
+            self.oracle = _invert(mel, cfg, opts).reshape(len(cids), k, n)
+            self.oracle_f0, self.oracle_voiced = _pitch(self.oracle[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
 
 
 def _rpa(f0e: np.ndarray, ve: np.ndarray, f0r: np.ndarray, vr: np.ndarray) -> float | None:
@@ -150,6 +158,9 @@ def _baselines(gt: _GroundTruth, classes: list[str], net: Any, cfg: MelConfig) -
                 "timbre_ceiling": float((rt_pred[:, t] == t).mean()),
                 "pitch_copy": _rpa(gt.f0[:, s], gt.voiced[:, s], gt.f0[:, t], gt.voiced[:, t]),
                 "pitch_ceiling": _rpa(gt.rt_f0[:, t], gt.rt_voiced[:, t], gt.f0[:, t], gt.voiced[:, t]),
+                "lsd_oracle": None if gt.oracle is None else float(lsd(gt.oracle[:, t], gt.wave[:, t], sr).mean()),
+                "pitch_oracle": None if gt.oracle is None else _rpa(gt.oracle_f0[:, t], gt.oracle_voiced[:, t],
+                                                                     gt.f0[:, t], gt.voiced[:, t]),
             }
     return out
 
@@ -226,6 +237,8 @@ def _summary(per_pair: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]
         "lsd_copy": lsd_c,
         "lsd_ceiling": mean([base[k]["lsd_ceiling"] for k in keys]),
         "lsd_ratio": (lsd_t / lsd_c) if lsd_t is not None and lsd_c else None,
+        "lsd_oracle": mean([base[k].get("lsd_oracle") for k in keys]),
+        "pitch_oracle": mean([base[k].get("pitch_oracle") for k in keys]),
         "timbre": mean([per_pair[k]["timbre"] for k in keys]),
         "timbre_copy": mean([base[k]["timbre_copy"] for k in keys]),
         "pitch": mean([per_pair[k]["pitch"] for k in keys]),
@@ -278,7 +291,7 @@ def evaluate(
     cids = order[: opts.max_clips] if opts.max_clips > 0 else order
     (out / "figures").mkdir(parents=True, exist_ok=True)
     net, timbre_stats = get_classifier(ds, data_dir, out / "cache", opts)
-    gt = _GroundTruth(ds, classes, cids, opts)
+    gt = _GroundTruth(ds, classes, cids, opts, data_dir)
     base = _baselines(gt, classes, net, ds.mel_config)
     timbre_stats["test_accuracy_roundtrip"] = float(np.mean([base[k]["timbre_ceiling"] for k in base]))
     metrics: dict[str, Any] = {
