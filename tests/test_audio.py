@@ -268,3 +268,19 @@ def test_phase_retrieval_on_the_smaller_fft() -> None:
     assert (sc_small < sc_full + 0.03).all(), (sc_small, sc_full)
     with pytest.raises(ValueError):
         invert(lm, CFG, n_fft=512)  # the window does not fit
+
+
+def test_buffered_projection_equals_the_stft_pair() -> None:
+    from musiclord.audio.framed import FramedProjection, istft_frames, stft_frames
+
+    cfg = CFG.replace(n_fft=1024)
+    g = torch.Generator().manual_seed(1)
+    spec = stft_frames(torch.randn(2, 40 * 250, generator=g), cfg) * 0.5  # (2, 41, 513), then perturbed
+    spec = spec + 0.1 * torch.randn(spec.shape, dtype=spec.dtype, generator=g)
+    proj = FramedProjection(cfg, 2, 41, 40 * 250, "cpu")
+    out = torch.empty_like(spec)
+    for _ in range(2):  # buffers are reused: a second call gives the same answer
+        proj.project(spec, out)
+        torch.testing.assert_close(out, stft_frames(istft_frames(spec, cfg, 40 * 250), cfg), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError):
+        FramedProjection(cfg, 2, 41, 39 * 250, "cpu")

@@ -25,7 +25,7 @@ import functools
 import torch
 
 from musiclord.audio.banded import banded_mel, inversion_basis
-from musiclord.audio.framed import istft_frames, stft_frames
+from musiclord.audio.framed import FramedProjection
 from musiclord.audio.mel import MelConfig, log_denormalize, stft
 from musiclord.audio.phase import random_phase, vocoder_phase
 
@@ -127,28 +127,38 @@ def griffin_lim(
         phase = random_phase(magnitude.shape, seed, magnitude.device)
     else:
         raise ValueError(f"griffin_lim: init must be 'vocoder' or 'random', not {init!r}")
-    # Frame-major from here on (see `framed.py`): (B, T+1, F) tensors, FFTs along the last axis.
-    magnitude = magnitude.transpose(1, 2).contiguous()
-    angles = torch.polar(torch.ones_like(magnitude), phase.transpose(1, 2).to(magnitude.dtype))
+    # Frame-major from here on (see `framed.py`): (B, T+1, F) tensors, FFTs along the last axis,
+    # every intermediate in a buffer reused across iterations.
+    magnitude = magnitude.transpose(1, 2).clone(memory_format=torch.contiguous_format)  # updated in place below
+    angles = torch.polar(torch.ones_like(magnitude), phase.transpose(1, 2).contiguous().to(magnitude.dtype))
+    proj = FramedProjection(cfg, magnitude.shape[0], magnitude.shape[1], length, magnitude.device, magnitude.dtype)
     if mel is not None:
         banded = banded_mel(cfg_mel, mel.device, mel.dtype, n_fft=n_fft)
         mass = inversion_basis(cfg_mel, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8)  # (F,)
-    prev: torch.Tensor | None = None
+        power, power_t = torch.empty_like(magnitude), torch.empty_like(magnitude.transpose(1, 2))
     beta = momentum / (1 + momentum)
     eps2 = 1e-32  # (1e-16)^2: keeps a zero bin at zero
     # The phase is kept unnormalised, `angles * inv` with inv = 1 / |angles|, so normalising it
     # and applying the magnitude is one complex-by-real product: spec = angles * (magnitude * inv).
-    inv = torch.ones_like(magnitude)
+    inv, scale = torch.ones_like(magnitude), torch.empty_like(magnitude)
+    spec, rebuilt, prev = torch.empty_like(angles), torch.empty_like(angles), None
     for _ in range(n_iter):
-        rebuilt = stft_frames(istft_frames(angles * (magnitude * inv), cfg, length), cfg)  # (B, T+1, F)
-        angles = rebuilt if prev is None else torch.sub(rebuilt, prev, alpha=beta)
-        inv = torch.addcmul(angles.real.square(), angles.imag, angles.imag).add_(eps2).rsqrt_()  # 1 / |angles|
-        prev = rebuilt
+        torch.mul(angles, torch.mul(magnitude, inv, out=scale), out=spec)
+        proj.project(spec, out=rebuilt)  # (B, T+1, F)
+        if prev is None:
+            angles, prev = rebuilt.clone(), torch.empty_like(rebuilt)
+        else:
+            torch.sub(rebuilt, prev, alpha=beta, out=angles)
+        re, im = torch.view_as_real(angles).unbind(-1)
+        torch.addcmul(re.square(), im, im, out=inv).add_(eps2).rsqrt_()  # 1 / |angles|
         if mel is not None:
-            power = torch.addcmul(rebuilt.real.square(), rebuilt.imag, rebuilt.imag).transpose(1, 2)  # (B, F, T+1)
-            ratio = mel / banded.forward(power.contiguous()).clamp(min=1e-12)  # (B, M, T+1)
-            magnitude = banded.adjoint(ratio).transpose(1, 2).mul(power.transpose(1, 2)).div_(mass).sqrt_()
-    return istft_frames(angles * (magnitude * inv), cfg, length)
+            re, im = torch.view_as_real(rebuilt).unbind(-1)
+            torch.addcmul(re.square(), im, im, out=power)  # (B, T+1, F)
+            ratio = mel / banded.forward(power_t.copy_(power.transpose(1, 2))).clamp_(min=1e-12)  # (B, M, T+1)
+            torch.mul(banded.adjoint(ratio).transpose(1, 2), power, out=magnitude).div_(mass).sqrt_()
+        prev, rebuilt = rebuilt, prev
+    torch.mul(angles, torch.mul(magnitude, inv, out=scale), out=spec)
+    return proj.istft(spec).clone()
 
 
 def invert(
