@@ -95,8 +95,13 @@ def inversion_basis(cfg: MelConfig, n_fft: int | None = None, device: torch.devi
     of two) gets M U, U the linear interpolation of its power spectrum onto cfg's bins, so that
     M U p approximates the mel of the signal whose coarse power spectrum is p.
     """
+    return _inversion_basis(cfg, None if n_fft == cfg.n_fft else n_fft, str(torch.device(device)), dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _inversion_basis(cfg: MelConfig, n_fft: int | None, device: str, dtype: torch.dtype) -> torch.Tensor:
     basis = mel_basis(cfg, "cpu", torch.float64)
-    if n_fft is not None and n_fft != cfg.n_fft:
+    if n_fft is not None:
         basis = basis @ interpolation(cfg.n_freqs, n_fft // 2 + 1)
     return basis.to(device=device, dtype=dtype)
 

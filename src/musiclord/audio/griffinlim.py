@@ -15,7 +15,10 @@ Three things make `invert` both fast and better than librosa's `mel_to_audio` at
    estimate fixed: the mel is what we know, the linear spectrum was only a guess.
 
 Griffin-Lim itself is the fast variant (Perraudin, Balazs and Sondergaard 2013) with momentum
-0.99. Everything is batched torch, on CPU or CUDA.
+0.99. Two things make each iteration cheap: it runs on the smallest FFT that holds the window
+(1024 points for the paper's 1000-sample window analysed with n_fft 2048: the same signals,
+half the bins; `phase_fft_size`), and it stays frame-major with its buffers reused
+(`framed.py`). Everything is batched torch, on CPU or CUDA.
 """
 
 from __future__ import annotations
