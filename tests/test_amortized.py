@@ -207,6 +207,19 @@ def test_resume_matches_an_uninterrupted_run(stage1, tmp_path):
             torch.testing.assert_close(wa[part][k], wb[part][k], rtol=1e-5, atol=1e-6, msg=f"{part}.{k}")
 
 
+def test_resume_refuses_stage2_trained_on_older_stage1_codes(stage1, tmp_path):
+    data, src = stage1
+    run = _copy_run(src, tmp_path / "run")
+    cfg = tiny_cfg(steps=6, w_adv=0.0, val_every=0, checkpoint_every=0)
+    train_amortized(cfg, data, run, stop_after=3)
+    longer = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, steps=cfg.latent.steps + 4))
+    train_latent(longer, data, run, resume=True)  # stage 1 goes on: its codes change
+    before = (run / "amortized.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="stage-1 codes of step 40.*now at step 44"):
+        train_amortized(longer, data, run, resume=True)
+    assert (run / "amortized.pt").read_bytes() == before  # nothing lost
+
+
 def test_missing_or_mismatched_stage1_is_a_clear_error(stage1, tmp_path):
     data, src = stage1
     with pytest.raises(CheckpointError, match="latent"):

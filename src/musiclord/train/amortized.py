@@ -146,6 +146,10 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     step = 0
     if resume and ckpt.exists():
         obj = load_state(ckpt, AMORTIZED_KIND, objects, map_location=dev)
+        if obj.get("latent_step") not in (None, lat.step):  # stage 1 went on after stage 2 began
+            raise CheckpointError(
+                f"{ckpt} was trained on the stage-1 codes of step {obj['latent_step']}, but stage 1 is now at step "
+                f"{lat.step}: delete {ckpt} to train stage 2 afresh on the new codes")
         step = int(obj["step"])
         best = dict(obj.get("best", best))
         if env.is_main:
@@ -170,7 +174,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     def checkpoint(at: int) -> None:
         if env.is_main:
             save_state(ckpt, AMORTIZED_KIND, objects, at, config=to_dict(cfg), classes=classes, best=best,
-                       data_dir=str(data_dir))
+                       data_dir=str(data_dir), latent_step=int(lat.step))
 
     def validate(at: int) -> None:
         if val_x is None:
