@@ -7,8 +7,8 @@ with `torch.utils.flop_counter`'s formulas over one whole step (forward and back
 and convolutions only: the elementwise work is not counted, so FLOP/s understates the work done)
 and compared with `benchmarks.common.measure_peak`, measured in the same run.
 
-The demo wall time is extrapolated from steps/s: stage 1 runs `epochs * clips / batch` steps
-(4 instruments x `max_clips_per_class`), stage 2 `amortized.steps`; validation, image logging,
+The demo wall time is extrapolated from steps/s: stage 1 runs `latent.steps` (or `epochs * clips /
+batch`, 4 instruments x `max_clips_per_class`), stage 2 `amortized.steps`; validation, image logging,
 checkpoints and data loading are not included.
 """
 

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="report directory")
     p.add_argument("--max-clips", type=int, default=None,
                    help="paired test passages per pair for LSD and timbre (default 16; 0: all)")
-    p.add_argument("--pitch-clips", type=int, default=None, help="passages per pair tracked by pYIN (default 2)")
-    p.add_argument("--gl-iters", type=int, default=None, help="Griffin-Lim iterations of every inversion (default 32)")
+    p.add_argument("--pitch-clips", type=int, default=None, help="passages per pair tracked by pYIN (default 4)")
+    p.add_argument("--gl-iters", type=int, default=None, help="Griffin-Lim iterations of every inversion (default 64)")
     p.add_argument("--timbre-steps", type=int, default=None,
                    help="training steps of the evaluator's instrument classifier (default 240)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")

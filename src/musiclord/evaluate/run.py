@@ -53,9 +53,9 @@ class EvalOptions:
     """
 
     max_clips: int = 16
-    pitch_clips: int = 2
+    pitch_clips: int = 4
     probe_clips: int = 100
-    gl_iters: int = 32
+    gl_iters: int = 64
     control_clips: int = 4
     device: str = "cpu"
     seed: int = 0

@@ -83,9 +83,9 @@ AMORTIZED_PRESETS: dict[str, AmortizedConfig] = {
     # (~1-3.7 s/step at batch 16 with model.enc_channels=96 on a loaded 2-core machine). w_adv: at
     # 0.01 the generator term (|D| ~ 35) outweighed the reconstruction (~1.0) and val got worse
     # after the term came on at step 50, so the demo uses a fifth of it.
-    "demo": AmortizedConfig(steps=300, batch_size=16, lr_encoders=1e-3, lr_generator=1e-4, w_adv=0.002,
+    "demo": AmortizedConfig(steps=600, batch_size=16, lr_encoders=1e-3, lr_generator=1e-4, w_adv=0.002,
                             adv_warmup_steps=50, disc_channels=8, gp_every=4, val_every=100, val_clips=128,
-                            log_every=20, image_every=150, checkpoint_every=100),
+                            log_every=20, image_every=300, checkpoint_every=100),
     "quality": AmortizedConfig(steps=500, batch_size=16, w_adv=0.002, adv_warmup_steps=150, disc_channels=16,
                                val_every=100, checkpoint_every=100, image_every=2000),
     "paper": AmortizedConfig(epochs=100, batch_size=64, lr_encoders=3e-4, lr_generator=1e-4, w_adv=0.01,
