@@ -114,6 +114,12 @@ def bench_invert(names: list[str], clips: np.ndarray) -> str:
     for it in ITERS:
         t = timeit(lambda: invert(lm, CFG, n_iter=it), repeat=2, warmup=0)
         results["musiclord `invert` (from log-mel)"][it] = (t / k, sc_stats(invert(lm, CFG, n_iter=it), x))
+    # the same, all iterations on the analysis STFT (n_fft 2048) rather than the 1024-point one
+    label = f"musiclord `invert`, all on n_fft {CFG.n_fft}"
+    results[label] = {}
+    for it in ITERS:
+        t = timeit(lambda: invert(lm, CFG, n_iter=it, n_fft=CFG.n_fft), repeat=2, warmup=0)
+        results[label][it] = (t / k, sc_stats(invert(lm, CFG, n_iter=it, n_fft=CFG.n_fft), x))
     results["musiclord `griffin_lim` (true magnitude)"] = {}
     for it in ITERS:
         t0 = time.perf_counter()
