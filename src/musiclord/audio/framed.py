@@ -104,7 +104,7 @@ class FramedProjection:
         self.k = -(-win // hop)
         self.lead = (n_fft - win) // 2
         self.start = n_fft // 2 - self.lead  # centred frames: sample 0 is the middle of frame 0
-        if self.start + length > (n_frames + self.k - 1) * hop or (length + n_fft - n_fft) // hop + 1 != n_frames:
+        if self.start + length > (n_frames + self.k - 1) * hop or length // hop + 1 != n_frames:
             raise ValueError(f"FramedProjection: {length} samples do not match {n_frames} centred frames")
         dev = str(torch.device(device))
         self.window = hann(cfg, dev, dtype)
