@@ -141,7 +141,8 @@ def griffin_lim(
     if mel is not None:
         banded = banded_mel(cfg_mel, mel.device, mel.dtype, n_fft=n_fft)
         mass = inversion_basis(cfg_mel, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8)  # (F,)
-        power, power_t = torch.empty_like(magnitude), torch.empty_like(magnitude.transpose(1, 2))
+        b, t, f = magnitude.shape
+        power, power_t = torch.empty_like(magnitude), magnitude.new_empty(b, f, t)  # power_t: bins-major, contiguous
     beta = momentum / (1 + momentum)
     eps2 = 1e-32  # (1e-16)^2: keeps a zero bin at zero
     # The phase is kept unnormalised, `angles * inv` with inv = 1 / |angles|, so normalising it
