@@ -21,7 +21,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def oracle_waves(ds: Any, data_dir: str | Path, classes: list[str], cids: list[str], split: str = "test") -> np.ndarray | None:
+def oracle_waves(ds: Any, data_dir: str | Path, classes: list[str], cids: list[str], split: str = "test",
+                 bank: str | Path | None = None) -> np.ndarray | None:
     """The passages' notes rendered with the dataset's training bank on every class.
 
     Args:
@@ -29,6 +30,7 @@ def oracle_waves(ds: Any, data_dir: str | Path, classes: list[str], cids: list[s
         data_dir: its directory (notes.jsonl and the soundfont paths in dataset.json).
         classes: instrument classes, in the order of the result's second axis.
         cids: content ids of the passages.
+        bank: the soundfont to play them with (default: the dataset's training bank).
 
     Returns:
         (C, K, N) float32 waveforms at the dataset's rate, N = samples of a clip; None when the
@@ -39,7 +41,7 @@ def oracle_waves(ds: Any, data_dir: str | Path, classes: list[str], cids: list[s
     from musiclord.errors import MusiclordError
 
     notes_file = Path(data_dir) / "notes.jsonl"
-    bank = (ds.options.get("soundfonts") or {}).get("train")
+    bank = bank or (ds.options.get("soundfonts") or {}).get("train")
     if not notes_file.is_file() or not bank or not Path(bank).is_file():
         log.info("no note lists or training bank in %s: the sample-bank oracle is left out", data_dir)
         return None
