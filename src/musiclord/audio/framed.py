@@ -35,8 +35,26 @@ def stft_frames(wave: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
         (B, N // hop + 1, n_fft // 2 + 1) complex, equal to `stft(wave, cfg).transpose(1, 2)`.
     """
     half = cfg.n_fft // 2
-    frames = F.pad(wave, (half, half)).unfold(-1, cfg.n_fft, cfg.hop_length)  # (B, T+1, n_fft) view
-    return torch.fft.rfft(frames * _padded_window(cfg, str(wave.device), wave.dtype), dim=-1)
+    return _analyse(F.pad(wave, (half, half)), cfg)
+
+
+def _analyse(padded: torch.Tensor, cfg: MelConfig, windowed: torch.Tensor | None = None,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+    """Frame-major STFT of a signal already zero-padded by n_fft // 2 on each side, optionally
+    into buffers: `windowed` (B, T+1, n_fft) real and `out` (B, T+1, F) complex."""
+    frames = padded.unfold(-1, cfg.n_fft, cfg.hop_length)  # (B, T+1, n_fft) view
+    windowed = torch.mul(frames, _padded_window(cfg, str(padded.device), padded.dtype), out=windowed)
+    return torch.fft.rfft(windowed, dim=-1, out=out)
+
+
+def _accumulate(pieces: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Overlap-add (B, T, k, hop) frame pieces into out (B, T + k - 1, hop): piece j of frame t
+    lands on output block t + j, k contiguous shifted additions."""
+    t, k = pieces.shape[1], pieces.shape[2]
+    out.zero_()
+    for j in range(k):
+        out[:, j : j + t] += pieces[:, :, j]
+    return out
 
 
 def overlap_add_frames(frames: torch.Tensor, hop: int) -> torch.Tensor:
@@ -48,9 +66,7 @@ def overlap_add_frames(frames: torch.Tensor, hop: int) -> torch.Tensor:
     b, t, w = frames.shape
     k = -(-w // hop)
     pieces = F.pad(frames, (0, k * hop - w)).reshape(b, t, k, hop)
-    out = frames.new_zeros(b, t + k - 1, hop)
-    for j in range(k):
-        out[:, j : j + t] += pieces[:, :, j]
+    out = _accumulate(pieces, frames.new_empty(b, t + k - 1, hop))
     return out.reshape(b, (t + k - 1) * hop)[:, : (t - 1) * hop + w]
 
 
@@ -108,7 +124,6 @@ class FramedProjection:
             raise ValueError(f"FramedProjection: {length} samples do not match {n_frames} centred frames")
         dev = str(torch.device(device))
         self.window = hann(cfg, dev, dtype)
-        self.padded_window = _padded_window(cfg, dev, dtype)
         self.inv_env = _inverse_envelope(cfg, n_frames, dev, dtype)[self.start : self.start + length]
         self.frames = torch.empty(batch, n_frames, n_fft, device=device, dtype=dtype)  # inverse FFTs
         self.pieces = torch.zeros(batch, n_frames, self.k * hop, device=device, dtype=dtype)  # windowed
@@ -121,11 +136,7 @@ class FramedProjection:
         cfg, hop, win = self.cfg, self.cfg.hop_length, self.cfg.win_length
         torch.fft.irfft(spec, n=cfg.n_fft, dim=-1, out=self.frames)
         torch.mul(self.frames[..., self.lead : self.lead + win], self.window, out=self.pieces[..., :win])
-        pieces = self.pieces.view(*self.pieces.shape[:2], self.k, hop)
-        t = pieces.shape[1]
-        self.ola.zero_()
-        for j in range(self.k):
-            self.ola[:, j : j + t] += pieces[:, :, j]
+        _accumulate(self.pieces.view(*self.pieces.shape[:2], self.k, hop), self.ola)
         y = self.ola.view(self.ola.shape[0], -1)[:, self.start : self.start + self.length]
         half = cfg.n_fft // 2
         return torch.mul(y, self.inv_env, out=self.wave[:, half : half + self.length])
@@ -133,6 +144,4 @@ class FramedProjection:
     def project(self, spec: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """stft(istft(spec)) of (B, T+1, F) complex, written into `out` (same shape)."""
         self.istft(spec)
-        frames = self.wave.unfold(-1, self.cfg.n_fft, self.cfg.hop_length)  # (B, T+1, n_fft) view
-        torch.mul(frames, self.padded_window, out=self.analysis)
-        return torch.fft.rfft(self.analysis, dim=-1, out=out)
+        return _analyse(self.wave, self.cfg, windowed=self.analysis, out=out)
