@@ -41,6 +41,9 @@ class LatentConfig:
         content_decay: λ of the activation decay λ·‖c‖² (sum over a clip's code, mean over the
             batch).
         content_init_std: std of the initial content codes.
+        w_confusion: weight of the instrument-confusion loss on the content codes
+            (`train/confusion.py`; 0: off, as in the paper).
+        lr_adversary: Adam learning rate of the content codes' instrument classifier.
         max_clips_per_class: use at most this many training clips per class (0: all); fewer
             clips means more visits per code in a fixed time budget.
         grad_clip: clip the global gradient norm (0: off).
@@ -62,6 +65,8 @@ class LatentConfig:
     noise_std: float = 1.0
     content_decay: float = 1e-2
     content_init_std: float = 0.1
+    w_confusion: float = 0.0
+    lr_adversary: float = 1e-3
     max_clips_per_class: int = 0
     grad_clip: float = 0.0
     max_nonfinite: int = 20

@@ -25,6 +25,7 @@ from musiclord.config import save_config, to_dict
 from musiclord.errors import DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import Generator, LordModel, ModelConfig, save_model
+from musiclord.train.confusion import ContentAdversary
 from musiclord.train.common import (
     BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
     init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
@@ -211,6 +212,10 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     guard = NonFiniteGuard(lc.max_nonfinite)
     ckpt = run_dir / LATENT_FILE
     objects = {"model": model, "optimizer": opt, "noise_rng": noise_gen, "guard": guard}
+    adversary = None
+    if lc.w_confusion > 0:
+        adversary = ContentAdversary(cfg.model.content_dim, len(classes), lc.lr_adversary, dev)
+        objects["adversary"] = adversary
     step = 0
     if resume and ckpt.exists():
         obj = load_state(ckpt, LATENT_KIND, objects, map_location=dev)
@@ -250,6 +255,10 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         terms = loss_fn(pred, x)
         decay = codes.pow(2).sum(dim=(1, 2)).mean()
         loss = terms["total"] + lc.content_decay * decay
+        if adversary is not None:
+            adv_stats = adversary.update(codes, labels_dev[pos_d], env)
+            confusion = adversary.confusion(codes)
+            loss = loss + lc.w_confusion * confusion
         opt.zero_grad(set_to_none=True)
         if guard.check(loss, env, step):
             loss.backward()
@@ -266,6 +275,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             scal["lr/embeddings"] = opt.param_groups[1]["lr"]
             scal["train/nonfinite"] = guard.total
             scal["train/clips_per_s"] = (step - done0) * lc.batch_size / max(1e-9, time.time() - t0)
+            if adversary is not None:
+                scal["adversary/loss"], scal["adversary/accuracy"] = adv_stats
+                scal["loss/confusion"] = float(confusion.detach())
             tb.scalars(scal, step)
             bar.set_postfix(loss=f"{scal['loss/total']:.4f}")
         if lc.checkpoint_every and step % lc.checkpoint_every == 0 and step < end:
