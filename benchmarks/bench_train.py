@@ -1,7 +1,8 @@
 """Training throughput of both stages on the demo preset's sizes (issue 8, part 3).
 
-Each stage runs its real training step (the same modules, loss, optimisers and order of
-operations as `musiclord.train.latent` / `musiclord.train.amortized`) on a synthetic in-memory
+Each stage runs its real training step (the same modules and optimisers, and the loss functions
+`latent_loss`, `critic_update` and `amortized_loss` that `musiclord.train.latent` /
+`musiclord.train.amortized` call) on a synthetic in-memory
 batch at the preset's batch size, for a fixed number of steps after a warm-up. FLOPs are counted
 with `torch.utils.flop_counter`'s formulas over one whole step (forward and backward, matmuls
 and convolutions only: the elementwise work is not counted, so FLOP/s understates the work done)
@@ -19,18 +20,17 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from benchmarks.common import markdown_table, measure_peak
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel
-from musiclord.models.discriminator import (
-    Discriminator, DiscriminatorConfig, critic_loss, generator_loss, gradient_penalty,
-)
+from musiclord.models.discriminator import Discriminator, DiscriminatorConfig
+from musiclord.train.amortized import amortized_loss, critic_update
 from musiclord.train.config import PRESETS, TrainConfig
-from musiclord.train.latent import LatentModel
+from musiclord.train.confusion import ContentAdversary
+from musiclord.train.latent import LatentModel, latent_loss
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,11 @@ def latent_step_fn(cfg: TrainConfig) -> Callable[[int], None]:
     noise_gen = torch.Generator().manual_seed(2)
     model.train()
 
+    adversary = ContentAdversary(mc.content_dim, N_CLASSES, lc.lr_adversary) if lc.w_confusion > 0 else None
+
     def step(_: int) -> None:
         noise = torch.randn((lc.batch_size, mc.content_dim, mc.content_frames), generator=noise_gen) * lc.noise_std
-        pred, codes = model(pos, labels, noise)
-        terms = loss_fn(pred, x)
-        loss = terms["total"] + lc.content_decay * codes.pow(2).sum(dim=(1, 2)).mean()
+        loss, _, _ = latent_loss(model, loss_fn, pos, labels, x, noise, lc, adversary)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -97,27 +97,8 @@ def amortized_step_fn(cfg: TrainConfig) -> Callable[[int], None]:
 
     def step(i: int) -> None:
         if ac.w_adv > 0:
-            for j in range(ac.n_critic):
-                with torch.no_grad():
-                    fake = model.decode(model.encode_content(x), model.encode_class(x))
-                real_s, fake_s = disc(x, y), disc(fake, y)
-                d_loss = critic_loss(real_s, fake_s, ac.drift)
-                if (i * ac.n_critic + j) % ac.gp_every == 0:
-                    d_loss = d_loss + ac.gp_weight * ac.gp_every * gradient_penalty(disc, x, fake, y, generator=gp_gen)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-        content, class_emb = model.encode_content(x), model.encode_class(x)
-        pred = model.decode(content, class_emb)
-        terms = loss_fn(pred, x)
-        loss = ac.w_rec * terms["total"] + ac.w_content * F.mse_loss(content, content_t) \
-            + ac.w_class * F.mse_loss(class_emb, class_t[y])
-        if ac.w_adv > 0:
-            for p in disc.parameters():
-                p.requires_grad_(False)
-            loss = loss + ac.w_adv * generator_loss(disc(pred, y))
-            for p in disc.parameters():
-                p.requires_grad_(True)
+            critic_update(model, disc, opt_d, x, y, ac, i, gp_gen)
+        loss, _, _ = amortized_loss(model, disc if ac.w_adv > 0 else None, loss_fn, x, y, content_t, class_t[y], ac)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -19,7 +19,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ from musiclord.train.common import (
     init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
     set_threads,
 )
+from musiclord.train.amortized_config import AmortizedConfig
 from musiclord.train.config import TrainConfig
 from musiclord.train.latent import LATENT_FILE, read_latent
 
@@ -71,6 +72,58 @@ def _sync_grads(params: list[nn.Parameter], env: DistEnv) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         all_reduce_mean(p.grad, env)
+
+
+def critic_update(model: LordModel, disc: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  ac: AmortizedConfig, step: int, gp_gen: torch.Generator,
+                  check: Callable[[torch.Tensor], bool] = lambda loss: True,
+                  sync: Callable[[list[nn.Parameter]], None] = lambda params: None) -> dict[str, float]:
+    """The critic's `ac.n_critic` updates of one stage-2 step, on (B, M, T) mels x of classes y
+    against the model's reconstructions, with the lazy gradient penalty (StyleGAN2: every
+    gp_every-th critic step, scaled up). `check` may veto a step (the non-finite guard), `sync`
+    averages gradients over processes. Returns the scalars to log."""
+    scal: dict[str, float] = {}
+    for j in range(ac.n_critic):
+        with torch.no_grad():
+            fake = model.decode(model.encode_content(x), model.encode_class(x))
+        real_s, fake_s = disc(x, y), disc(fake, y)
+        d_loss = critic_loss(real_s, fake_s, ac.drift)
+        if (step * ac.n_critic + j) % ac.gp_every == 0:
+            gp = gradient_penalty(disc, x, fake, y, generator=gp_gen)
+            d_loss = d_loss + ac.gp_weight * ac.gp_every * gp
+            scal["adv/gp"] = gp.item()
+        opt_d.zero_grad(set_to_none=True)
+        if check(d_loss):
+            d_loss.backward()
+            sync(list(disc.parameters()))
+            opt_d.step()
+    scal.update({"adv/critic": d_loss.item(), "adv/wasserstein": (real_s.mean() - fake_s.mean()).item()})
+    return scal
+
+
+def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: ReconstructionLoss, x: torch.Tensor,
+                   y: torch.Tensor, content_t: torch.Tensor, class_t: torch.Tensor,
+                   ac: AmortizedConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The encoders' and generator's loss on a batch: reconstruction, regression to the stage-1
+    codes (content_t (B, D, F), class_t (B, class_dim)) and, when `disc` is given, the
+    adversarial term (the critic's weights get no gradient).
+
+    Returns:
+        (total loss, reconstruction terms, {"content", "class"[, "adversarial"]}).
+    """
+    content, class_emb = model.encode_content(x), model.encode_class(x)
+    pred = model.decode(content, class_emb)
+    terms = loss_fn(pred, x)
+    parts = {"content": F.mse_loss(content, content_t), "class": F.mse_loss(class_emb, class_t)}
+    loss = ac.w_rec * terms["total"] + ac.w_content * parts["content"] + ac.w_class * parts["class"]
+    if disc is not None:
+        for p in disc.parameters():
+            p.requires_grad_(False)
+        parts["adversarial"] = generator_loss(disc(pred, y))
+        for p in disc.parameters():
+            p.requires_grad_(True)
+        loss = loss + ac.w_adv * parts["adversarial"]
+    return loss, terms, parts
 
 
 def train_amortized(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = False,
@@ -196,37 +249,15 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         y = labels.to(dev)[pos]
         scal: dict[str, float] = {}
         if use_adv:
-            for j in range(ac.n_critic):
-                with torch.no_grad():
-                    fake = model.decode(model.encode_content(x), model.encode_class(x))
-                real_s, fake_s = disc(x, y), disc(fake, y)
-                d_loss = critic_loss(real_s, fake_s, ac.drift)
-                # lazy regularisation (StyleGAN2): the penalty every gp_every-th critic step, scaled up
-                if (step * ac.n_critic + j) % ac.gp_every == 0:
-                    gp = gradient_penalty(disc, x, fake, y, generator=gp_gen)
-                    d_loss = d_loss + ac.gp_weight * ac.gp_every * gp
-                    scal["adv/gp"] = gp.item()
-                opt_d.zero_grad(set_to_none=True)
-                if guard.check(d_loss, env, step):
-                    d_loss.backward()
-                    _sync_grads(list(disc.parameters()), env)
-                    opt_d.step()
-            scal.update({"adv/critic": d_loss.item(), "adv/wasserstein": (real_s.mean() - fake_s.mean()).item()})
-        content, class_emb = model.encode_content(x), model.encode_class(x)
-        pred = model.decode(content, class_emb)
-        terms = loss_fn(pred, x)
-        l_content = F.mse_loss(content, content_t.to(dev)[pos])
-        l_class = F.mse_loss(class_emb, class_t.to(dev)[y])
-        loss = ac.w_rec * terms["total"] + ac.w_content * l_content + ac.w_class * l_class
+            scal.update(critic_update(model, disc, opt_d, x, y, ac, step, gp_gen,
+                                      check=lambda loss: guard.check(loss, env, step),
+                                      sync=lambda params: _sync_grads(params, env)))
         adv_on = use_adv and step >= ac.adv_warmup_steps
+        loss, terms, parts = amortized_loss(model, disc if adv_on else None, loss_fn, x, y, content_t.to(dev)[pos],
+                                            class_t.to(dev)[y], ac)
+        l_content, l_class = parts["content"], parts["class"]
         if adv_on:
-            for p in disc.parameters():
-                p.requires_grad_(False)
-            g_adv = generator_loss(disc(pred, y))
-            for p in disc.parameters():
-                p.requires_grad_(True)
-            loss = loss + ac.w_adv * g_adv
-            scal["adv/generator"] = g_adv.item()
+            scal["adv/generator"] = parts["adversarial"].item()
         opt.zero_grad(set_to_none=True)
         if guard.check(loss, env, step):
             loss.backward()

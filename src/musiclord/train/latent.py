@@ -31,7 +31,7 @@ from musiclord.train.common import (
     init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
     set_threads,
 )
-from musiclord.train.config import TrainConfig
+from musiclord.train.config import LatentConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,27 @@ def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     return cfg.latent.steps if cfg.latent.steps > 0 else max(1, cfg.latent.epochs * steps_per_epoch)
 
 
+def latent_loss(net: nn.Module, loss_fn: ReconstructionLoss, pos: torch.Tensor, labels: torch.Tensor,
+                x: torch.Tensor, noise: torch.Tensor, lc: LatentConfig, adversary: ContentAdversary | None = None,
+                env: DistEnv | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict]:
+    """Stage 1's loss on a batch (Eq. 2-3): reconstruction of x (B, M, T) from the clips' noisy
+    codes (rows `pos`, noise (B, D, F)) and class embeddings, the activation decay and, with an
+    adversary, the confusion loss (the adversary takes its own step on the batch's codes first).
+
+    Returns:
+        (total loss, reconstruction terms, {"content_norm2"[, "confusion", "adversary"]}).
+    """
+    pred, codes = net(pos, labels, noise)
+    terms = loss_fn(pred, x)
+    extra: dict = {"content_norm2": codes.pow(2).sum(dim=(1, 2)).mean()}
+    loss = terms["total"] + lc.content_decay * extra["content_norm2"]
+    if adversary is not None:
+        extra["adversary"] = adversary.update(codes, labels, env)
+        extra["confusion"] = adversary.confusion(codes)
+        loss = loss + lc.w_confusion * extra["confusion"]
+    return loss, terms, extra
+
+
 def train_latent(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = False,
                  stop_after: int | None = None, env: DistEnv | None = None) -> LatentResult | None:
     """Run stage 1 and write RUN_DIR/latent.pt and RUN_DIR/model.pt (meta {"stage": "latent"}).
@@ -251,14 +272,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         noise = torch.randn(shape, generator=noise_gen)[it.local_slice(it.batch_size)] * lc.noise_std
         pos_d = pos.to(dev)
         x = x.to(dev, non_blocking=True)
-        pred, codes = net(pos_d, labels_dev[pos_d], noise.to(dev))
-        terms = loss_fn(pred, x)
-        decay = codes.pow(2).sum(dim=(1, 2)).mean()
-        loss = terms["total"] + lc.content_decay * decay
-        if adversary is not None:
-            adv_stats = adversary.update(codes, labels_dev[pos_d], env)
-            confusion = adversary.confusion(codes)
-            loss = loss + lc.w_confusion * confusion
+        loss, terms, extra = latent_loss(net, loss_fn, pos_d, labels_dev[pos_d], x, noise.to(dev), lc, adversary, env)
+        decay = extra["content_norm2"]
         opt.zero_grad(set_to_none=True)
         if guard.check(loss, env, step):
             loss.backward()
@@ -276,8 +291,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             scal["train/nonfinite"] = guard.total
             scal["train/clips_per_s"] = (step - done0) * lc.batch_size / max(1e-9, time.time() - t0)
             if adversary is not None:
-                scal["adversary/loss"], scal["adversary/accuracy"] = adv_stats
-                scal["loss/confusion"] = float(confusion.detach())
+                scal["adversary/loss"], scal["adversary/accuracy"] = extra["adversary"]
+                scal["loss/confusion"] = float(extra["confusion"].detach())
             tb.scalars(scal, step)
             bar.set_postfix(loss=f"{scal['loss/total']:.4f}")
         if lc.checkpoint_every and step % lc.checkpoint_every == 0 and step < end:
