@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
-DEBS := libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont
+DEBS := libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont csound-soundfont
 TEST_DEBS := chromium
 RUN := runs/demo
 

@@ -229,3 +229,68 @@ def test_missing_or_mismatched_stage1_is_a_clear_error(stage1, tmp_path):
     bad = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, gen_channels=cfg.model.gen_channels * 2))
     with pytest.raises(CheckpointError, match="generator"):
         train_amortized(bad, data, run)
+
+
+def _add_rerenders(root: Path, every: int = 2) -> Path:
+    """Append a "rerender" of every `every`-th training clip: the same notes, another "bank"
+    (a brighter, louder image)."""
+    mels = np.load(root / "mels.npy")
+    lines = (root / "manifest.jsonl").read_text().splitlines()
+    extra_m, extra_l = [], []
+    train = [json.loads(line) for line in lines if json.loads(line)["split"] == "train"]
+    for rec in train[::every]:
+        extra_m.append((mels[rec["index"]].astype(np.float32) * 1.3 + 0.2).astype(np.float16))
+        extra_l.append(json.dumps(rec | {"clip_id": "rerender-" + rec["clip_id"], "split": "rerender",
+                                         "index": len(mels) + len(extra_l), "content_id": rec["clip_id"]}))
+    np.save(root / "mels.npy", np.concatenate([mels, np.stack(extra_m)]))
+    (root / "manifest.jsonl").write_text("\n".join(lines + extra_l) + "\n")
+    return root
+
+
+def test_rerender_rows_and_swaps_are_deterministic(tmp_path):
+    from musiclord.train.amortized import rerender_rows, swap_rerenders
+    from musiclord.train.common import load_mels, open_dataset
+
+    data = _add_rerenders(write_dataset(tmp_path / "data"))
+    ds = open_dataset(data)
+    train = ds.select(split="train")
+    rows = torch.tensor([r.index for r in train])
+    alt = rerender_rows(ds, rows)
+    assert (alt >= 0).sum() == (len(train) + 1) // 2
+    by_id = {r.clip_id: r for r in ds.records}
+    for r, a in zip(train, alt.tolist()):
+        if a >= 0:
+            assert ds.records[a].content_id == r.clip_id and by_id[r.clip_id].index == r.index
+    mels = load_mels(ds)
+    pos = torch.arange(8)
+    x = mels[rows[pos]].float()
+    same, n0 = swap_rerenders(x, pos, alt, mels, 0.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    assert n0 == 0 and torch.equal(same, x)
+    every, n1 = swap_rerenders(x, pos, alt, mels, 1.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    has = alt[pos] >= 0
+    assert n1 == int(has.sum()) > 0
+    assert torch.equal(every[~has], x[~has]) and torch.equal(every[has], mels[alt[pos][has]].float())
+    half, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    again, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    assert torch.equal(half, again)
+    # two processes' shares of the global batch make up the single-process draw
+    lo, _ = swap_rerenders(x[:4], pos[:4], alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 4))
+    hi, _ = swap_rerenders(x[4:], pos[4:], alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(4, 8))
+    assert torch.equal(torch.cat([lo, hi]), half)
+
+
+def test_stage2_shows_the_encoders_rerenders(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=1)
+    train_latent(tiny_cfg(), data, tmp_path / "s1")
+    runs = {}
+    for p in (0.0, 1.0):
+        run = _copy_run(tmp_path / "s1", tmp_path / f"p{p}")
+        train_amortized(tiny_cfg(steps=6, rerender_prob=p, log_every=2), data, run)
+        acc = EventAccumulator(str(run / "tb"))
+        acc.Reload()
+        runs[p] = ([e.value for e in acc.Scalars("train/rerenders_in_batch")],
+                   load_checkpoint(run / "amortized.pt", kind="amortized")["state"]["model"])
+    assert set(runs[0.0][0]) == {0.0} and min(runs[1.0][0]) == tiny_cfg().amortized.batch_size
+    assert any(not torch.equal(runs[0.0][1][k], runs[1.0][1][k]) for k in runs[0.0][1])

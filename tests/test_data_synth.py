@@ -10,7 +10,7 @@ import pytest
 from musiclord.audio import MelConfig
 from musiclord.data import Dataset, SynthOptions, common_range, prepare_synth, resolve_instrument, resolve_instruments
 from musiclord.data.corpus import Line, cut_windows
-from musiclord.data.render import HEADROOM, RenderJob, render_chunk, timgm6mb
+from musiclord.data.render import HEADROOM, RenderJob, find_soundfont, render_chunk, timgm6mb
 from musiclord.errors import DataError
 
 pytest.importorskip("music21")
@@ -67,6 +67,7 @@ def test_render_plays_the_note():
 
 def _tiny(out, cache, **kw):
     bank = str(timgm6mb())
+    kw.setdefault("rerender_fraction", 0.0)
     opts = SynthOptions(classes=("cello", "violin"), train_per_class=6, test_windows=3, aux_per_class=2,
                         soundfont=bank, test_soundfont=bank, aux_soundfont=bank, workers=1,
                         cache_dir=str(cache), **kw)  # fmt: skip
@@ -114,6 +115,30 @@ def test_synth_is_deterministic_for_a_seed(tiny, tmp_path):
     np.testing.assert_array_equal(np.load(again / "mels.npy"), np.load(out / "mels.npy"))
     other = _tiny(tmp_path / "other", root / "cache", seed=1)
     assert (other / "manifest.jsonl").read_text() != (out / "manifest.jsonl").read_text()
+
+
+def test_rerenders_replay_training_clips_and_leave_the_rest_alone(tiny, tmp_path):
+    out, root = tiny
+    fluid = find_soundfont("train")
+    if fluid.name != "FluidR3_GM.sf2":
+        pytest.skip("needs a second sample bank (Debian's fluid-soundfont-gm)")
+    again = _tiny(tmp_path / "rr", root / "cache", rerender_fraction=0.5, rerender_soundfont=str(fluid))
+    ds, base = Dataset.open(again), Dataset.open(out)
+    rr = ds.select(split="rerender")
+    train = {r.clip_id: r for r in ds.select(split="train")}
+    assert len(rr) == 6 and all(r.content_id in train for r in rr)
+    assert {r.cls for r in rr} == {"cello", "violin"}
+    assert all(r.soundfont == "FluidR3_GM.sf2" and train[r.content_id].cls == r.cls for r in rr)
+    notes = {json.loads(line)["clip_id"]: json.loads(line)["notes"] for line in (again / "notes.jsonl").read_text().splitlines()}
+    assert all(notes[r.clip_id] == notes[r.content_id] for r in rr)
+    # every other clip is rendered (and stored) exactly as without rerenders
+    n = len(base)
+    np.testing.assert_array_equal(np.load(again / "mels.npy")[:n], np.load(out / "mels.npy"))
+    assert [r.clip_id for r in ds.records[:n]] == [r.clip_id for r in base.records]
+    # another bank: the same notes sound different
+    a = ds.mel_tensor(rr)
+    b = ds.mel_tensor([train[r.content_id] for r in rr])
+    assert float((a - b).abs().mean()) > 0.1
 
 
 def test_synth_refuses_bad_requests(tmp_path):

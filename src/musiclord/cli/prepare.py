@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--soundfont", default="", help="training soundfont (default FluidR3_GM, else TimGM6mb)")
     s.add_argument("--test-soundfont", default="", help="test soundfont (default MuseScore_General.sf3)")
     s.add_argument("--aux-soundfont", default="", help="aux soundfont (default TimGM6mb)")
+    s.add_argument("--rerender-fraction", type=float, default=1.0,
+                   help="share of the training clips also rendered with a second bank, for stage 2's encoders "
+                        "(default 1; 0: none)")
+    s.add_argument("--rerender-soundfont", default="", help="that second bank (default csound's sf_GMbank)")
     s.set_defaults(func=_synth)
 
     m = src.add_parser("musicnet", help="MusicNet's solo recordings, split by recording")
@@ -72,7 +76,8 @@ def _synth(args: argparse.Namespace) -> int:
     opts = SynthOptions(
         classes=tuple(args.classes), train_per_class=args.train_per_class, val_fraction=args.val_fraction,
         test_windows=args.test_windows, aux_per_class=args.aux_per_class, soundfont=args.soundfont,
-        test_soundfont=args.test_soundfont, aux_soundfont=args.aux_soundfont, seed=args.seed, workers=args.workers,
+        test_soundfont=args.test_soundfont, aux_soundfont=args.aux_soundfont,
+        rerender_fraction=args.rerender_fraction, rerender_soundfont=args.rerender_soundfont, seed=args.seed, workers=args.workers,
     )  # fmt: skip
     return _done(prepare_synth(args.out, opts, _mel(args), force=args.force, progress=not args.quiet))
 

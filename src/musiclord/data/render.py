@@ -47,11 +47,12 @@ def timgm6mb() -> Path:
 
 
 def find_soundfont(role: str) -> Path:
-    """Default sample bank for "train" (FluidR3_GM), "test" (MuseScore_General) or "aux" (TimGM6mb).
+    """Default sample bank for "train" (FluidR3_GM), "test" (MuseScore_General), "aux" (TimGM6mb) or
+    "rerender" (csound's sf_GMbank, Debian's csound-soundfont).
 
     A missing system bank falls back to TimGM6mb (with a warning).
     """
-    wanted = {"train": "FluidR3_GM.sf2", "test": "MuseScore_General.sf3", "aux": None}[role]
+    wanted = {"train": "FluidR3_GM.sf2", "test": "MuseScore_General.sf3", "aux": None, "rerender": "sf_GMbank.sf2"}[role]
     if wanted is not None:
         for d in SOUNDFONT_DIRS:
             p = Path(d) / wanted

@@ -6,7 +6,9 @@ its own tempo, moved by octaves into the range every class plays, and rendered w
 - train / val / aux: every window is rendered by one class only (windows disjoint across
   classes and splits), train and val with the training bank, aux with a third bank;
 - test: windows from pieces never used above, each rendered by every class with the test bank,
-  sharing a content_id; their waves are saved.
+  sharing a content_id; their waves are saved;
+- rerender: the training clips' notes once more, with a second bank (content_id = the training
+  clip's clip_id), so that stage 2's encoders learn the notes rather than one bank's sound.
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ class SynthOptions:
         val_fraction: validation clips per class = round(train_per_class * val_fraction).
         test_windows: paired test windows (each rendered by every class).
         aux_per_class: unpaired clips per class rendered with the aux bank.
-        soundfont, test_soundfont, aux_soundfont: sample banks ("" = FluidR3_GM,
-            MuseScore_General, TimGM6mb, each falling back to TimGM6mb when not installed).
+        rerender_fraction: this share of the training clips is rendered a second time, same
+            notes, with the rerender bank (split "rerender"): stage 2 shows its encoders either
+            version, so that they learn the notes rather than one bank's sound (0: none).
+        soundfont, test_soundfont, aux_soundfont, rerender_soundfont: sample banks ("" =
+            FluidR3_GM, MuseScore_General, TimGM6mb, csound's sf_GMbank; each falling back to
+            TimGM6mb when not installed). The rerender bank should not be the test bank.
         seed: everything random derives from it.
         bpm_range: tempo of a window, quarter notes per minute (uniform).
         velocity_range: MIDI velocity of a note (uniform, inclusive).
@@ -63,9 +69,11 @@ class SynthOptions:
     val_fraction: float = 0.1
     test_windows: int = 50
     aux_per_class: int = 100
+    rerender_fraction: float = 1.0
     soundfont: str = ""
     test_soundfont: str = ""
     aux_soundfont: str = ""
+    rerender_soundfont: str = ""
     seed: int = 0
     bpm_range: tuple[float, float] = (80.0, 140.0)
     velocity_range: tuple[int, int] = (60, 110)
@@ -183,15 +191,21 @@ def prepare_synth(
     insts = resolve_instruments(opts.classes)
     pitch_range = common_range(insts)
     check_output(out, force)
-    if opts.train_per_class < 1 or opts.test_windows < 0 or opts.aux_per_class < 0 or not 0 <= opts.val_fraction < 1:
-        raise DataError("need train_per_class >= 1, test_windows >= 0, aux_per_class >= 0, 0 <= val_fraction < 1")
+    if opts.train_per_class < 1 or opts.test_windows < 0 or opts.aux_per_class < 0 or not 0 <= opts.val_fraction < 1 \
+            or not 0 <= opts.rerender_fraction <= 1:
+        raise DataError("need train_per_class >= 1, test_windows >= 0, aux_per_class >= 0, 0 <= val_fraction < 1, "
+                        "0 <= rerender_fraction <= 1")
     banks = {
         "train": check_soundfont(opts.soundfont or find_soundfont("train")),
         "test": check_soundfont(opts.test_soundfont or find_soundfont("test")),
         "aux": check_soundfont(opts.aux_soundfont or timgm6mb()),
     }
+    if opts.rerender_fraction > 0:
+        banks["rerender"] = check_soundfont(opts.rerender_soundfont or find_soundfont("rerender"))
     if banks["test"].resolve() == banks["train"].resolve():
         log.warning("the test clips use the training soundfont %s: the test will not measure a new bank", banks["train"])
+    if "rerender" in banks and banks["rerender"].resolve() == banks["test"].resolve():
+        log.warning("the rerenders use the test soundfont %s: the test will not measure a new bank", banks["rerender"])
     workers = Workers(opts.workers)
     with workers:
         return _prepare(out, opts, insts, pitch_range, banks, mel, force, progress, workers)
@@ -233,11 +247,17 @@ def _prepare(
     for t, w in enumerate(test):
         cid = f"t{t:04d}"
         clips += [_Clip(f"test-{cid}-{i.name}", "test", i, w, str(banks["test"]), cid) for i in insts]
+    # last, so that adding them leaves every other clip's render (and row) as it was
+    n_rerender = int(round(opts.rerender_fraction * k * per_class["train"])) if "rerender" in banks else 0
+    clips += [_Clip(f"rerender-{c.clip_id}", "rerender", c.inst, c.window, str(banks["rerender"]), c.clip_id)
+              for c in clips[:n_rerender]]
 
     chunks = []
-    n_unpaired = len(clips) - k * len(test)
+    n_unpaired = len(clips) - k * len(test) - n_rerender
+    n_tested = n_unpaired + k * len(test)
     # test chunks are larger: the test bank (.sf3) decodes its samples once per synthesiser
-    bounds = list(range(0, n_unpaired, opts.chunk)) + list(range(n_unpaired, len(clips), 4 * opts.chunk)) + [len(clips)]
+    bounds = list(range(0, n_unpaired, opts.chunk)) + list(range(n_unpaired, n_tested, 4 * opts.chunk)) \
+        + list(range(n_tested, len(clips), opts.chunk)) + [len(clips)]
     for s, e in zip(bounds, bounds[1:]):
         part = clips[s:e]
         groups: dict[tuple[str, bool], list[_Clip]] = {}

@@ -102,16 +102,18 @@ def critic_update(model: LordModel, disc: nn.Module, opt_d: torch.optim.Optimize
 
 
 def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: ReconstructionLoss, x: torch.Tensor,
-                   y: torch.Tensor, content_t: torch.Tensor, class_t: torch.Tensor,
-                   ac: AmortizedConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The encoders' and generator's loss on a batch: reconstruction, regression to the stage-1
-    codes (content_t (B, D, F), class_t (B, class_dim)) and, when `disc` is given, the
-    adversarial term (the critic's weights get no gradient).
+                   y: torch.Tensor, content_t: torch.Tensor, class_t: torch.Tensor, ac: AmortizedConfig,
+                   x_in: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The encoders' and generator's loss on a batch: reconstruction of x (B, M, T), regression to
+    the stage-1 codes (content_t (B, D, F), class_t (B, class_dim)) and, when `disc` is given,
+    the adversarial term (the critic's weights get no gradient). The encoders see `x_in` when
+    given (x with some clips swapped for their rerenders, see `rerender_rows`), else x.
 
     Returns:
         (total loss, reconstruction terms, {"content", "class"[, "adversarial"]}).
     """
-    content, class_emb = model.encode_content(x), model.encode_class(x)
+    x_in = x if x_in is None else x_in
+    content, class_emb = model.encode_content(x_in), model.encode_class(x_in)
     pred = model.decode(content, class_emb)
     terms = loss_fn(pred, x)
     parts = {"content": F.mse_loss(content, content_t), "class": F.mse_loss(class_emb, class_t)}
@@ -124,6 +126,32 @@ def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: Reconstruc
             p.requires_grad_(True)
         loss = loss + ac.w_adv * parts["adversarial"]
     return loss, terms, parts
+
+
+def rerender_rows(ds: Any, rows: torch.Tensor) -> torch.Tensor:
+    """For each training clip's mel row in `rows`, the row of its rerender (the same notes played
+    by another sample bank, split "rerender"), or -1 when it has none: (len(rows),) long."""
+    train = {r.clip_id: r.index for r in ds.records if r.split == "train"}
+    alt = {train[r.content_id]: r.index for r in ds.records if r.split == "rerender" and r.content_id in train}
+    return torch.tensor([alt.get(int(i), -1) for i in rows], dtype=torch.long)
+
+
+def swap_rerenders(x: torch.Tensor, pos: torch.Tensor, alt: torch.Tensor, mels: torch.Tensor, prob: float,
+                   seed: int, step: int, batch_size: int, local: slice) -> tuple[torch.Tensor, int]:
+    """The encoders' input: x (b, M, T), the clips at positions `pos` (CPU) of this process's
+    share `local` of a global batch of `batch_size`, each replaced by its rerender (row alt[pos],
+    from `rerender_rows`) with probability `prob`. The draw is a function of (seed, step), so a
+    resumed run swaps the same clips. Returns (input, clips swapped)."""
+    g = torch.Generator().manual_seed(seed * 1000003 + step)
+    u = torch.rand(batch_size, generator=g)[local]
+    a = alt[pos]
+    swap = (u < prob) & (a >= 0)
+    n = int(swap.sum())
+    if n == 0:
+        return x, 0
+    x_in = x.clone()
+    x_in[swap.to(x.device)] = mels[a[swap]].to(x.device, x.dtype)
+    return x_in, n
 
 
 def train_amortized(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = False,
@@ -174,6 +202,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     it = BatchIterator(mels, lat.rows.tolist(), ac.batch_size, seed=cfg.seed + 2, env=env)
     total = total_steps(cfg, it.steps_per_epoch)
     content_t, class_t, labels = lat.content.float(), lat.class_embeddings.float(), lat.labels
+    alt = rerender_rows(ds, lat.rows)
+    n_alt = int((alt >= 0).sum())
 
     model = LordModel(cfg.model, classes)
     model.generator.load_state_dict(_generator_state(lat.generator_state, model.generator))
@@ -216,8 +246,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         save_config(cfg, run_dir / "config.yaml")
         if val_x is None:
             log.warning("%s has no val clips: the final stage-2 model is exported", data_dir)
-        log.info("stage 2: %d clips, %d steps of %d, adversarial %s, %d encoder + %d critic parameters",
-                 len(lat.rows), total, ac.batch_size, f"w={ac.w_adv}" if use_adv else "off",
+        log.info("stage 2: %d clips (%d with a rerender, shown with p=%.2f), %d steps of %d, adversarial %s, "
+                 "%d encoder + %d critic parameters", len(lat.rows), n_alt, ac.rerender_prob if n_alt else 0.0, total,
+                 ac.batch_size, f"w={ac.w_adv}" if use_adv else "off",
                  sum(p.numel() for p in enc_params), sum(p.numel() for p in disc.parameters()))
     tb = TBWriter(run_dir / "tb", env)
     end = total if stop_after is None else min(total, stop_after)
@@ -245,7 +276,11 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         f = cosine_lr_factor(step, total, 0, 0.1, True)
         set_lr(opt, f)
         pos, x = it.batch(step)
-        x, pos = x.to(dev), pos.to(dev)
+        x_in, n_swapped = x, 0
+        if ac.rerender_prob > 0 and n_alt:
+            x_in, n_swapped = swap_rerenders(x, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,
+                                             it.local_slice(it.batch_size))
+        x, x_in, pos = x.to(dev), x_in.to(dev), pos.to(dev)
         y = labels.to(dev)[pos]
         scal: dict[str, float] = {}
         if use_adv:
@@ -254,7 +289,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
                                       sync=lambda params: _sync_grads(params, env)))
         adv_on = use_adv and step >= ac.adv_warmup_steps
         loss, terms, parts = amortized_loss(model, disc if adv_on else None, loss_fn, x, y, content_t.to(dev)[pos],
-                                            class_t.to(dev)[y], ac)
+                                            class_t.to(dev)[y], ac, x_in)
         l_content, l_class = parts["content"], parts["class"]
         if adv_on:
             scal["adv/generator"] = parts["adversarial"].item()
@@ -276,6 +311,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             scal["lr/encoders"] = opt.param_groups[0]["lr"]
             scal["train/nonfinite"] = guard.total
             scal["train/clips_per_s"] = (step - done0) * ac.batch_size / max(1e-9, time.time() - t0)
+            scal["train/rerenders_in_batch"] = n_swapped
             tb.scalars(scal, step)
             bar.set_postfix(rec=f"{scal['rec/total']:.4f}", content=f"{scal['loss/content']:.4f}")
         if ac.val_every and step % ac.val_every == 0 and step < end:

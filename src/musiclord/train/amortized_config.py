@@ -34,6 +34,10 @@ class AmortizedConfig:
         disc_conditional: class-conditional critic (projection on the instrument label).
         grad_clip: clip the global gradient norm of encoders+generator (0: off).
         max_nonfinite: stop after this many non-finite losses in a row (each is skipped).
+        rerender_prob: probability that the encoders see a clip's rerender (its notes played by
+            another sample bank, `prepare synth`'s "rerender" split) instead of the clip, while the
+            generator still reconstructs the clip: encoders that read the notes, not the bank
+            (0: off; datasets without rerenders are unaffected).
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).
@@ -57,6 +61,7 @@ class AmortizedConfig:
     drift: float = 1e-3
     n_critic: int = 1
     adv_warmup_steps: int = 0
+    rerender_prob: float = 0.5
     disc_channels: int = 16
     disc_conditional: bool = True
     grad_clip: float = 0.0
@@ -72,6 +77,8 @@ class AmortizedConfig:
             raise ConfigError("amortized.batch_size, n_critic and gp_every must be >= 1")
         if self.steps < 0 or self.epochs < 0:
             raise ConfigError("amortized.steps and amortized.epochs must be >= 0")
+        if not 0 <= self.rerender_prob <= 1:
+            raise ConfigError("amortized.rerender_prob must be in [0, 1]")
         if min(self.w_content, self.w_class, self.w_rec, self.w_adv, self.gp_weight) < 0:
             raise ConfigError("amortized loss weights must be >= 0")
 
