@@ -137,10 +137,12 @@ def _presets() -> dict[str, TrainConfig]:
         num_threads=2,
     )
     # quality: the shipped pretrained model (musiclord/pretrained). Stage 1 is 6250 steps of 32
-    # (50 epochs of 4000 clips), stage 2 1500 steps of 16; a 16x32 content code (the 8x32 of the
-    # demo loses short notes) and a 128-wide, 4-block generator. 43 + 41 min on one thread of a
-    # shared 2-core machine; 20 epochs and 500 stage-2 steps gave LSD ratio 0.751 on the test
-    # split against 0.665 for this (val reconstruction 0.306 vs 0.225; docs/results.md).
+    # (50 epochs of 4000 clips), stage 2 1500 steps of 16 whose encoders see each clip's rerender
+    # (a second sample bank) half of the time (amortized.rerender_prob); a 16x32 content code (the
+    # 8x32 of the demo loses short notes) and a 128-wide, 4-block generator. Stage 1 43 min on one
+    # thread of a shared 2-core machine, stage 2 28 min on 2 threads; LSD ratio on the test split
+    # 0.751 (20 epochs, 500 stage-2 steps) -> 0.665 (this, one bank) -> 0.635 (this with
+    # rerenders; docs/results.md).
     quality = TrainConfig(
         model=ModelConfig(content_dim=16, content_frames=32, class_dim=128, gen_channels=128, gen_blocks=4,
                           adain_hidden=256, enc_channels=128),
