@@ -105,3 +105,15 @@ def test_stage1_with_confusion_logs_and_resumes_identically(data, tmp_path):
     train_latent(tiny_cfg(steps=24, checkpoint_every=8, log_every=4), data, tmp_path / "c")
     wc = _weights(tmp_path / "c")
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_non_finite_codes_leave_the_classifier_unchanged():
+    codes, labels = _separable(16)
+    adv = ContentAdversary(content_dim=4, n_classes=4)
+    adv.update(codes, labels)
+    before = {k: v.clone() for k, v in adv.classifier.state_dict().items()}
+    bad = codes.clone()
+    bad[0, 0, 0] = float("nan")
+    adv.update(bad, labels)
+    for k, v in adv.classifier.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -73,16 +73,21 @@ class ContentAdversary:
         self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=lr, betas=(0.5, 0.999))
 
     def update(self, codes: torch.Tensor, labels: torch.Tensor, env: DistEnv | None = None) -> tuple[float, float]:
-        """One classifier step on detached (B, D, F) codes; returns (loss, accuracy) of the batch."""
+        """One classifier step on detached (B, D, F) codes; returns (loss, accuracy) of the batch.
+
+        A non-finite gradient (on any process: the averaged gradients carry it everywhere) skips
+        the step, so the classifier survives the batches the training loop's guard skips.
+        """
         logits = self.classifier(codes.detach())
         loss = F.cross_entropy(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grads = [p.grad for p in self.classifier.parameters() if p.grad is not None]
         if env is not None and env.distributed:
-            for p in self.classifier.parameters():
-                if p.grad is not None:
-                    all_reduce_mean(p.grad, env)
-        self.optimizer.step()
+            for g in grads:
+                all_reduce_mean(g, env)
+        if all(bool(torch.isfinite(g).all()) for g in grads):
+            self.optimizer.step()
         acc = (logits.argmax(1) == labels).float().mean()
         return float(loss.detach()), float(acc)
 

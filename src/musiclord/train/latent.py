@@ -25,12 +25,12 @@ from musiclord.config import save_config, to_dict
 from musiclord.errors import DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import Generator, LordModel, ModelConfig, save_model
-from musiclord.train.confusion import ContentAdversary
 from musiclord.train.common import (
     BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
     init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
     set_threads,
 )
+from musiclord.train.confusion import ContentAdversary
 from musiclord.train.config import LatentConfig, TrainConfig
 
 log = logging.getLogger(__name__)
