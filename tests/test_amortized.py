@@ -248,7 +248,7 @@ def _add_rerenders(root: Path, every: int = 2) -> Path:
 
 
 def test_rerender_rows_and_swaps_are_deterministic(tmp_path):
-    from musiclord.train.amortized import rerender_rows, swap_rerenders
+    from musiclord.train.rerender import rerender_rows, swap_rerenders
     from musiclord.train.common import load_mels, open_dataset
 
     data = _add_rerenders(write_dataset(tmp_path / "data"))

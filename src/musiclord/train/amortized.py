@@ -40,6 +40,7 @@ from musiclord.train.common import (
 from musiclord.train.amortized_config import AmortizedConfig
 from musiclord.train.config import TrainConfig
 from musiclord.train.latent import LATENT_FILE, read_latent
+from musiclord.train.rerender import rerender_rows, swap_rerenders
 
 log = logging.getLogger(__name__)
 
@@ -126,32 +127,6 @@ def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: Reconstruc
             p.requires_grad_(True)
         loss = loss + ac.w_adv * parts["adversarial"]
     return loss, terms, parts
-
-
-def rerender_rows(ds: Any, rows: torch.Tensor) -> torch.Tensor:
-    """For each training clip's mel row in `rows`, the row of its rerender (the same notes played
-    by another sample bank, split "rerender"), or -1 when it has none: (len(rows),) long."""
-    train = {r.clip_id: r.index for r in ds.records if r.split == "train"}
-    alt = {train[r.content_id]: r.index for r in ds.records if r.split == "rerender" and r.content_id in train}
-    return torch.tensor([alt.get(int(i), -1) for i in rows], dtype=torch.long)
-
-
-def swap_rerenders(x: torch.Tensor, pos: torch.Tensor, alt: torch.Tensor, mels: torch.Tensor, prob: float,
-                   seed: int, step: int, batch_size: int, local: slice) -> tuple[torch.Tensor, int]:
-    """The encoders' input: x (b, M, T), the clips at positions `pos` (CPU) of this process's
-    share `local` of a global batch of `batch_size`, each replaced by its rerender (row alt[pos],
-    from `rerender_rows`) with probability `prob`. The draw is a function of (seed, step), so a
-    resumed run swaps the same clips. Returns (input, clips swapped)."""
-    g = torch.Generator().manual_seed(seed * 1000003 + step)
-    u = torch.rand(batch_size, generator=g)[local]
-    a = alt[pos]
-    swap = (u < prob) & (a >= 0)
-    n = int(swap.sum())
-    if n == 0:
-        return x, 0
-    x_in = x.clone()
-    x_in[swap.to(x.device)] = mels[a[swap]].to(x.device, x.dtype)
-    return x_in, n
 
 
 def train_amortized(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = False,
