@@ -120,8 +120,9 @@ def _presets() -> dict[str, TrainConfig]:
         num_threads=1,
     )
     # demo: every training clip (4000 from `prepare synth`), 3000 steps of 32 (24 epochs) of a
-    # 0.6 M-parameter generator with a 16x32 content code, then 600 stage-2 steps: about 10 min of
-    # training on 2 idle cores (docs/benchmarks.md). On the dev set (docs/results.md) this beat
+    # 0.6 M-parameter generator with a 16x32 content code, then 600 stage-2 steps (whose encoders
+    # see the clips' rerenders half of the time): 12.3 min of training in `make demo` on 2 idle
+    # cores (docs/benchmarks.md), test LSD ratio 0.745-0.749. On the dev set (docs/results.md) this beat
     # the earlier 400 clips/class, 8x32, 1000 + 300 steps (LSD ratio 0.99 vs 1.21) and an 8x64
     # code (1.02: more frames, fewer channels lost pitch).
     # σ 0.25 / lr 0.03 / λ 1e-3: with Adam a code moves about lr per visit, so in ~20 visits
