@@ -77,7 +77,8 @@ def _synth(args: argparse.Namespace) -> int:
         classes=tuple(args.classes), train_per_class=args.train_per_class, val_fraction=args.val_fraction,
         test_windows=args.test_windows, aux_per_class=args.aux_per_class, soundfont=args.soundfont,
         test_soundfont=args.test_soundfont, aux_soundfont=args.aux_soundfont,
-        rerender_fraction=args.rerender_fraction, rerender_soundfont=args.rerender_soundfont, seed=args.seed, workers=args.workers,
+        rerender_fraction=args.rerender_fraction, rerender_soundfont=args.rerender_soundfont, seed=args.seed,
+        workers=args.workers,
     )  # fmt: skip
     return _done(prepare_synth(args.out, opts, _mel(args), force=args.force, progress=not args.quiet))
 
