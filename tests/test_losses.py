@@ -115,3 +115,16 @@ def test_missing_or_foreign_files_are_clear_errors(tmp_path):
         ReconstructionLoss.from_config(LossConfig(w_rho=1.0))
     with pytest.raises(CheckpointError):
         ReconstructionLoss.from_config(LossConfig(w_rho=1.0, rho_checkpoint=str(bad)))
+
+
+def test_flux_term_sees_changes_over_time_not_levels():
+    loss = ReconstructionLoss(LossConfig(w_l2=0.0, w_flux=1.0))
+    target = torch.full((1, 8, 32), -1.0)
+    target[..., 16:] = 2.0  # an onset at frame 16
+    assert loss(target + 0.7, target)["flux"].item() == pytest.approx(0.0, abs=1e-6)  # a level offset
+    blurred = target.clone()
+    blurred[..., 12:20] = torch.linspace(-1.0, 2.0, 8)  # the same step, smeared over 8 frames
+    sharp_late = torch.roll(target, 1, dims=-1)
+    terms = loss(blurred, target)
+    assert set(terms) == {"flux", "total"} and terms["total"].item() == pytest.approx(terms["flux"].item())
+    assert terms["flux"].item() > 0 and loss(sharp_late, target)["flux"].item() > 0

@@ -1,7 +1,7 @@
 """Reconstruction losses of LORD (paper Eq. 3): weighted spectral and perceptual terms, each
 returned under its own name so that every term is logged.
 
-    total = w_l2·L2 + w_l1·L1 + w_multires·multi-scale L1 + w_rho·Rho + w_vgg·VGG
+    total = w_l2·L2 + w_l1·L1 + w_multires·multi-scale L1 + w_flux·L1 of time differences + w_rho·Rho + w_vgg·VGG
 
 Terms with weight 0 are not computed. Rho compares activations of a frozen CP-ResNet instrument
 classifier (`musiclord train-perceptual`), VGG those of a frozen VGG16 loaded from a local
@@ -32,6 +32,8 @@ class LossConfig:
         w_multires: mean absolute error of the log-mel average-pooled at `multires_scales`
             (coarse spectral envelope and dynamics; sharpens what L2 smooths).
         multires_scales: pooling factors (over both mel and time) of the multi-scale term.
+        w_flux: mean absolute error of the frame-to-frame differences of the log-mel (onsets
+            and decays: what a blurred note loses most).
         w_rho: Rho perceptual term (the paper's w_sound), needs `rho_checkpoint`.
         w_vgg: VGG16 perceptual term (the paper's w_vis); off when `vgg_weights` is empty.
         rho_checkpoint: a `musiclord train-perceptual` checkpoint.
@@ -43,6 +45,7 @@ class LossConfig:
     w_l1: float = 0.0
     w_multires: float = 0.0
     multires_scales: tuple[int, ...] = (2, 4, 8)
+    w_flux: float = 0.0
     w_rho: float = 0.0
     w_vgg: float = 0.0
     rho_checkpoint: str = ""
@@ -76,6 +79,7 @@ class ReconstructionLoss(nn.Module):
             "l2": cfg.w_l2,
             "l1": cfg.w_l1,
             "multires": cfg.w_multires,
+            "flux": cfg.w_flux,
             "rho": cfg.w_rho if self.rho is not None else 0.0,
             "vgg": cfg.w_vgg if self.vgg is not None else 0.0,
         }
@@ -119,7 +123,7 @@ class ReconstructionLoss(nn.Module):
             target: (B, M, T) target normalised log-mel.
 
         Returns:
-            {"l2": ..., "l1": ..., "multires": ..., "rho": ..., "vgg": ... (active terms only),
+            {"l2": ..., "l1": ..., "multires": ..., "flux": ..., "rho": ..., "vgg": ... (active terms only),
             "total": weighted sum}; scalars.
         """
         if pred.shape != target.shape:
@@ -131,6 +135,8 @@ class ReconstructionLoss(nn.Module):
             terms["l1"] = F.l1_loss(pred, target)
         if self.weights["multires"] > 0:
             terms["multires"] = multiscale_l1(pred, target, self.cfg.multires_scales)
+        if self.weights["flux"] > 0:
+            terms["flux"] = F.l1_loss(pred.diff(dim=-1), target.diff(dim=-1))
         if self.rho is not None:
             terms["rho"] = feature_distance(self.rho.taps(pred), self.rho.taps(target))
         if self.vgg is not None:
