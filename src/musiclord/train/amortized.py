@@ -34,7 +34,7 @@ from musiclord.models.discriminator import (
 )
 from musiclord.train.common import (
     BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
-    init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
+    frozen, init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
     set_threads,
 )
 from musiclord.train.amortized_config import AmortizedConfig
@@ -120,11 +120,8 @@ def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: Reconstruc
     parts = {"content": F.mse_loss(content, content_t), "class": F.mse_loss(class_emb, class_t)}
     loss = ac.w_rec * terms["total"] + ac.w_content * parts["content"] + ac.w_class * parts["class"]
     if disc is not None:
-        for p in disc.parameters():
-            p.requires_grad_(False)
-        parts["adversarial"] = generator_loss(disc(pred, y))
-        for p in disc.parameters():
-            p.requires_grad_(True)
+        with frozen(disc):
+            parts["adversarial"] = generator_loss(disc(pred, y))
         loss = loss + ac.w_adv * parts["adversarial"]
     return loss, terms, parts
 

@@ -11,6 +11,7 @@ Everything is rank-aware: logging, progress and checkpoint writes happen on rank
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from musiclord.data import Dataset
 from musiclord.errors import ConfigError, DataError
@@ -30,7 +32,7 @@ from musiclord.train.state import (
 from musiclord.train.tblog import TBWriter, mel_grid, progress
 
 __all__ = [
-    "BatchIterator", "DistEnv", "NonFiniteGuard", "TBWriter", "TrainingError", "all_reduce_mean", "all_reduce_sum",
+    "BatchIterator", "frozen", "DistEnv", "NonFiniteGuard", "TBWriter", "TrainingError", "all_reduce_mean", "all_reduce_sum",
     "barrier", "cleanup_distributed", "cosine_lr_factor", "init_distributed", "load_mels", "load_state", "mel_grid",
     "open_dataset", "progress", "rng_state", "save_state", "seed_everything", "select_device", "set_lr",
     "set_rng_state", "set_threads",
@@ -58,6 +60,18 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
     for g in optimizer.param_groups:
         g.setdefault("initial_lr", g["lr"])
         g["lr"] = g["initial_lr"] * factor
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Within the block `module`'s parameters take no gradient, while a loss computed through it
+    still sends gradients to its inputs (a critic's or a classifier's verdict used as a loss);
+    afterwards they are trainable again."""
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        module.requires_grad_(True)
+
 
 # ---------------------------------------------------------------------------------------------
 # data

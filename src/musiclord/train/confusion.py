@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from musiclord.train.common import frozen
 from musiclord.train.distributed import DistEnv, all_reduce_mean
 
 
@@ -93,13 +94,8 @@ class ContentAdversary:
 
     def confusion(self, codes: torch.Tensor) -> torch.Tensor:
         """The confusion loss of (B, D, F) codes; gradients reach the codes, not the classifier."""
-        for p in self.classifier.parameters():
-            p.requires_grad_(False)
-        try:
+        with frozen(self.classifier):
             return confusion_loss(self.classifier(codes))
-        finally:
-            for p in self.classifier.parameters():
-                p.requires_grad_(True)
 
     def state_dict(self) -> dict:
         return {"classifier": self.classifier.state_dict(), "optimizer": self.optimizer.state_dict()}
