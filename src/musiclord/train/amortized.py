@@ -252,7 +252,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         if ac.rerender_prob > 0 and n_alt:
             x_in, n_swapped = swap_rerenders(x, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,
                                              it.local_slice(it.batch_size))
-        x, x_in, pos = x.to(dev), x_in.to(dev), pos.to(dev)
+        x_in = x_in.to(dev) if n_swapped else None  # None: the encoders see x itself (one copy to the device)
+        x, pos = x.to(dev), pos.to(dev)
         y = labels.to(dev)[pos]
         scal: dict[str, float] = {}
         if use_adv:
