@@ -294,3 +294,40 @@ def test_stage2_shows_the_encoders_rerenders(tmp_path):
                    load_checkpoint(run / "amortized.pt", kind="amortized")["state"]["model"])
     assert set(runs[0.0][0]) == {0.0} and min(runs[1.0][0]) == tiny_cfg().amortized.batch_size
     assert any(not torch.equal(runs[0.0][1][k], runs[1.0][1][k]) for k in runs[0.0][1])
+
+
+def _stage1_outputs(run: Path) -> torch.Tensor:
+    """The stage-1 generator's reconstruction of every training clip, (N, M, T)."""
+    from musiclord.models import Generator
+
+    lat = read_latent(run)
+    gen = Generator(lat.model_config)
+    gen.load_state_dict(lat.generator_state)
+    with torch.no_grad():
+        return gen(lat.content, lat.class_embeddings[lat.labels])
+
+
+def test_target_swaps_make_both_stages_reconstruct_the_rerenders(tmp_path):
+    # the rerenders are brighter (x * 1.3 + 0.2): a stage 1 whose targets are always the
+    # rerenders ends up closer to them, and further from the originals, than one that never swaps
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=1)
+    mels = torch.from_numpy(np.load(data / "mels.npy")).float()
+    out = {}
+    for p in (0.0, 1.0):
+        cfg = tiny_cfg()
+        cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, steps=80, rerender_prob=p))
+        train_latent(cfg, data, tmp_path / f"s1-{p}")
+        lat = read_latent(tmp_path / f"s1-{p}")
+        alt = mels[len(lat.rows) + len(CLASSES) * 2:][: len(lat.rows)]  # rerenders follow train + val
+        pred = _stage1_outputs(tmp_path / f"s1-{p}")
+        out[p] = (float((pred - mels[lat.rows]).pow(2).mean()), float((pred - alt).pow(2).mean()))
+    assert out[1.0][1] < out[0.0][1] and out[0.0][0] < out[1.0][0]
+    # stage 2: target swaps change what the generator is fine-tuned towards
+    states = {}
+    for p in (0.0, 1.0):
+        run = _copy_run(tmp_path / "s1-0.0", tmp_path / f"s2-{p}")
+        train_amortized(tiny_cfg(steps=6, rerender_prob=0.0, rerender_target_prob=p), data, run)
+        states[p] = load_checkpoint(run / "amortized.pt", kind="amortized")["state"]["model"]
+    assert any(not torch.equal(states[0.0][k], states[1.0][k]) for k in states[0.0] if k.startswith("generator"))
+    with pytest.raises(ConfigError, match="rerender_target_prob"):
+        AmortizedConfig(rerender_target_prob=1.5)

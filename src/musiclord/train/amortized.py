@@ -39,7 +39,7 @@ from musiclord.train.common import (
 )
 from musiclord.train.amortized_config import AmortizedConfig
 from musiclord.train.config import TrainConfig
-from musiclord.train.latent import LATENT_FILE, read_latent
+from musiclord.train.latent import LATENT_FILE, TARGET_SWAP_SEED, read_latent
 from musiclord.train.rerender import rerender_rows, swap_rerenders
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         f = cosine_lr_factor(step, total, 0, 0.1, True)
         set_lr(opt, f)
         pos, x = it.batch(step)
+        if ac.rerender_target_prob > 0 and n_alt:
+            x, _ = swap_rerenders(x, pos, alt, mels, ac.rerender_target_prob, cfg.seed + TARGET_SWAP_SEED, step,
+                                  it.batch_size, it.local_slice(it.batch_size))
         x_in, n_swapped = x, 0
         if ac.rerender_prob > 0 and n_alt:
             x_in, n_swapped = swap_rerenders(x, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,

@@ -38,6 +38,9 @@ class AmortizedConfig:
             another sample bank, `prepare synth`'s "rerender" split) instead of the clip, while the
             generator still reconstructs the clip: encoders that read the notes, not the bank
             (0: off; datasets without rerenders are unaffected).
+        rerender_target_prob: probability, drawn independently, that the generator's target (and
+            the critic's real sample) is the clip's rerender instead of the clip, as stage 1's
+            `latent.rerender_prob` (the encoders then see the rerender too).
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).
@@ -62,6 +65,7 @@ class AmortizedConfig:
     n_critic: int = 1
     adv_warmup_steps: int = 0
     rerender_prob: float = 0.5
+    rerender_target_prob: float = 0.0
     disc_channels: int = 16
     disc_conditional: bool = True
     grad_clip: float = 0.0
@@ -79,6 +83,8 @@ class AmortizedConfig:
             raise ConfigError("amortized.steps and amortized.epochs must be >= 0")
         if not 0 <= self.rerender_prob <= 1:
             raise ConfigError("amortized.rerender_prob must be in [0, 1]")
+        if not 0 <= self.rerender_target_prob <= 1:
+            raise ConfigError("amortized.rerender_target_prob must be in [0, 1]")
         if min(self.w_content, self.w_class, self.w_rec, self.w_adv, self.gp_weight) < 0:
             raise ConfigError("amortized loss weights must be >= 0")
 

@@ -44,6 +44,10 @@ class LatentConfig:
         w_confusion: weight of the instrument-confusion loss on the content codes
             (`train/confusion.py`; 0: off, as in the paper).
         lr_adversary: Adam learning rate of the content codes' instrument classifier.
+        rerender_prob: probability that a clip's reconstruction target is its rerender (the same
+            notes played by another sample bank, `prepare synth`'s "rerender" split) instead of
+            the clip, from the same content code and class embedding: the generator learns the
+            banks' mean in the log domain and the codes cannot hold the bank (0: off).
         max_clips_per_class: use at most this many training clips per class (0: all); fewer
             clips means more visits per code in a fixed time budget.
         grad_clip: clip the global gradient norm (0: off).
@@ -67,6 +71,7 @@ class LatentConfig:
     content_init_std: float = 0.1
     w_confusion: float = 0.0
     lr_adversary: float = 1e-3
+    rerender_prob: float = 0.0
     max_clips_per_class: int = 0
     grad_clip: float = 0.0
     max_nonfinite: int = 20

@@ -32,11 +32,13 @@ from musiclord.train.common import (
 )
 from musiclord.train.confusion import ContentAdversary
 from musiclord.train.config import LatentConfig, TrainConfig
+from musiclord.train.rerender import rerender_rows, swap_rerenders
 
 log = logging.getLogger(__name__)
 
 LATENT_FILE = "latent.pt"
 LATENT_KIND = "latent"
+TARGET_SWAP_SEED = 7  # offsets the seed of the target swaps from stage 2's input swaps
 
 
 class LatentModel(nn.Module):
@@ -220,6 +222,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     rows = torch.tensor([r.index for r in records])
     labels = torch.tensor([r.label for r in records])
     it = BatchIterator(mels, rows.tolist(), lc.batch_size, seed=cfg.seed, env=env)
+    alt = rerender_rows(ds, rows) if lc.rerender_prob > 0 else torch.full((len(rows),), -1)
     total = total_steps(cfg, it.steps_per_epoch)
 
     model = LatentModel(cfg.model, len(records), len(classes), lc.content_init_std).to(dev)
@@ -246,8 +249,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        log.info("stage 1: %d clips, %d classes, %d steps of %d (%d per epoch), %d generator parameters, loss %s",
-                 len(records), len(classes), total, lc.batch_size, it.steps_per_epoch,
+        log.info("stage 1: %d clips (%d targets swapped for a rerender with p=%.2f), %d classes, %d steps of %d "
+                 "(%d per epoch), %d generator parameters, loss %s", len(records), int((alt >= 0).sum()),
+                 lc.rerender_prob, len(classes), total, lc.batch_size, it.steps_per_epoch,
                  sum(p.numel() for p in model.generator.parameters()), "+".join(loss_fn.active_terms))
     net: nn.Module = model
     if env.distributed:
@@ -269,6 +273,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     while step < end:
         set_lr(opt, cosine_lr_factor(step, total, lc.warmup_steps, lc.min_lr_ratio, lc.cosine))
         pos, x = it.batch(step)
+        if lc.rerender_prob > 0:
+            x, _ = swap_rerenders(x, pos, alt, mels, lc.rerender_prob, cfg.seed + TARGET_SWAP_SEED, step,
+                                  it.batch_size, it.local_slice(it.batch_size))
         noise = torch.randn(shape, generator=noise_gen)[it.local_slice(it.batch_size)] * lc.noise_std
         pos_d = pos.to(dev)
         x = x.to(dev, non_blocking=True)
