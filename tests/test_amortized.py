@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from musiclord.checkpoint import load_checkpoint
+from musiclord.config import apply_overrides
 from musiclord.errors import CheckpointError, ConfigError
 from musiclord.models import load_model
 from musiclord.models.discriminator import (
@@ -331,3 +332,5 @@ def test_target_swaps_make_both_stages_reconstruct_the_rerenders(tmp_path):
     assert any(not torch.equal(states[0.0][k], states[1.0][k]) for k in states[0.0] if k.startswith("generator"))
     with pytest.raises(ConfigError, match="rerender_target_prob"):
         AmortizedConfig(rerender_target_prob=1.5)
+    with pytest.raises(ConfigError, match="rerender_prob"):
+        apply_overrides(tiny_cfg(), ["latent.rerender_prob=-0.1"])

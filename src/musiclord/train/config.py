@@ -80,6 +80,10 @@ class LatentConfig:
     checkpoint_every: int = 500
     n_audio: int = 2
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.rerender_prob <= 1:
+            raise ConfigError("latent.rerender_prob must be in [0, 1]")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
