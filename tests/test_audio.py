@@ -294,3 +294,5 @@ def test_refining_every_other_iteration_keeps_the_quality() -> None:
     sc = {k: float(spectral_convergence(invert(lm, CFG, n_iter=32, refine_every=k), x, CFG).mean()) for k in (1, 2, 32)}
     assert sc[2] < 1.1 * sc[1], sc
     assert sc[1] < sc[32] and sc[2] < sc[32], sc
+    with pytest.raises(ValueError, match="refine_every"):
+        invert(lm, CFG, n_iter=4, refine_every=0)

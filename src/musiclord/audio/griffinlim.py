@@ -126,6 +126,8 @@ def griffin_lim(
     Returns:
         (B, length) waveform.
     """
+    if refine_every < 1:
+        raise ValueError(f"griffin_lim: refine_every must be >= 1, got {refine_every}")
     n_fft = 2 * (magnitude.shape[-2] - 1)
     cfg_mel, cfg = cfg, cfg.replace(n_fft=n_fft)  # the STFT Griffin-Lim runs on
     if isinstance(init, torch.Tensor):
