@@ -146,18 +146,18 @@ def _presets() -> dict[str, TrainConfig]:
         amortized=_amortized("demo"),
         num_threads=2,
     )
-    # quality: the shipped pretrained model (musiclord/pretrained). Stage 1 is 6250 steps of 32
-    # (50 epochs of 4000 clips), stage 2 1500 steps of 16 whose encoders see each clip's rerender
+    # quality: the shipped pretrained model (musiclord/pretrained). Stage 1 is 10000 steps of 32
+    # (80 epochs of 4000 clips), stage 2 2000 steps of 16 whose encoders see each clip's rerender
     # (a second sample bank) half of the time (amortized.rerender_prob); a 16x32 content code (the
-    # 8x32 of the demo loses short notes) and a 128-wide, 4-block generator. Stage 1 43 min on one
-    # thread of a shared 2-core machine, stage 2 28 min on 2 threads; LSD ratio on the test split
-    # 0.751 (20 epochs, 500 stage-2 steps) -> 0.665 (this, one bank) -> 0.635 (this with
-    # rerenders; docs/results.md).
+    # 8x32 of the demo loses short notes), a 128-wide, 4-block generator and the flux term (L1 of
+    # the log-mel's frame-to-frame differences, for onsets). Stage 1 38 min, stage 2 35 min on 2
+    # threads; LSD ratio on the test split 0.751 (20 epochs, 500 stage-2 steps) -> 0.665 (50
+    # epochs, 1500 steps, one bank) -> 0.635 (with rerenders) -> 0.630 (this; docs/results.md).
     quality = TrainConfig(
         model=ModelConfig(content_dim=16, content_frames=32, class_dim=128, gen_channels=128, gen_blocks=4,
                           adain_hidden=256, enc_channels=128),
-        loss=LossConfig(w_l2=1.0, w_l1=0.5, w_multires=0.5, w_rho=0.0),
-        latent=LatentConfig(epochs=50, batch_size=32, max_clips_per_class=1000, noise_std=0.25, lr_embeddings=0.03,
+        loss=LossConfig(w_l2=1.0, w_l1=0.5, w_multires=0.5, w_rho=0.0, w_flux=0.5),
+        latent=LatentConfig(epochs=80, batch_size=32, max_clips_per_class=1000, noise_std=0.25, lr_embeddings=0.03,
                             content_decay=1e-3, checkpoint_every=1000, image_every=2000),
         amortized=_amortized("quality"),
         num_threads=2,
