@@ -249,7 +249,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        log.info("stage 1: %d clips (%d targets swapped for a rerender with p=%.2f), %d classes, %d steps of %d "
+        log.info("stage 1: %d clips (%d with a rerender, the target with p=%.2f), %d classes, %d steps of %d "
                  "(%d per epoch), %d generator parameters, loss %s", len(records), int((alt >= 0).sum()),
                  lc.rerender_prob, len(classes), total, lc.batch_size, it.steps_per_epoch,
                  sum(p.numel() for p in model.generator.parameters()), "+".join(loss_fn.active_terms))
