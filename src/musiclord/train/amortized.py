@@ -39,8 +39,8 @@ from musiclord.train.common import (
 )
 from musiclord.train.amortized_config import AmortizedConfig
 from musiclord.train.config import TrainConfig
-from musiclord.train.latent import LATENT_FILE, TARGET_SWAP_SEED, read_latent
-from musiclord.train.rerender import rerender_rows, swap_rerenders
+from musiclord.train.latent import LATENT_FILE, read_latent
+from musiclord.train.rerender import TARGET_SWAP_SEED, rerender_rows, swap_rerenders
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from musiclord.train.state import (
 from musiclord.train.tblog import TBWriter, mel_grid, progress
 
 __all__ = [
-    "BatchIterator", "frozen", "DistEnv", "NonFiniteGuard", "TBWriter", "TrainingError", "all_reduce_mean", "all_reduce_sum",
-    "barrier", "cleanup_distributed", "cosine_lr_factor", "init_distributed", "load_mels", "load_state", "mel_grid",
+    "BatchIterator", "DistEnv", "NonFiniteGuard", "TBWriter", "TrainingError", "all_reduce_mean", "all_reduce_sum",
+    "barrier", "cleanup_distributed", "cosine_lr_factor", "frozen", "init_distributed", "load_mels", "load_state", "mel_grid",
     "open_dataset", "progress", "rng_state", "save_state", "seed_everything", "select_device", "set_lr",
     "set_rng_state", "set_threads",
 ]
@@ -60,6 +60,7 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
     for g in optimizer.param_groups:
         g.setdefault("initial_lr", g["lr"])
         g["lr"] = g["initial_lr"] * factor
+
 
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[nn.Module]:

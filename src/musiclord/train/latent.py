@@ -32,13 +32,12 @@ from musiclord.train.common import (
 )
 from musiclord.train.confusion import ContentAdversary
 from musiclord.train.config import LatentConfig, TrainConfig
-from musiclord.train.rerender import rerender_rows, swap_rerenders
+from musiclord.train.rerender import TARGET_SWAP_SEED, rerender_rows, swap_rerenders
 
 log = logging.getLogger(__name__)
 
 LATENT_FILE = "latent.pt"
 LATENT_KIND = "latent"
-TARGET_SWAP_SEED = 7  # offsets the seed of the target swaps from stage 2's input swaps
 
 
 class LatentModel(nn.Module):

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+TARGET_SWAP_SEED = 7  # added to the run's seed for the target swaps, so they differ from the input swaps
+
 
 def rerender_rows(ds: Any, rows: torch.Tensor) -> torch.Tensor:
     """For each training clip's mel row in `rows`, the row of its rerender (the same notes played
