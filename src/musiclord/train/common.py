@@ -33,8 +33,8 @@ from musiclord.train.tblog import TBWriter, mel_grid, progress
 
 __all__ = [
     "BatchIterator", "DistEnv", "NonFiniteGuard", "TBWriter", "TrainingError", "all_reduce_mean", "all_reduce_sum",
-    "barrier", "cleanup_distributed", "cosine_lr_factor", "frozen", "init_distributed", "load_mels", "load_state", "mel_grid",
-    "open_dataset", "progress", "rng_state", "save_state", "seed_everything", "select_device", "set_lr",
+    "barrier", "cleanup_distributed", "cosine_lr_factor", "frozen", "init_distributed", "load_mels", "load_state",
+    "mel_grid", "open_dataset", "progress", "rng_state", "save_state", "seed_everything", "select_device", "set_lr",
     "set_rng_state", "set_threads",
 ]
 
