@@ -5,6 +5,9 @@ Iterations 8, 16, 32 and 64 (8 added to find where `invert` meets librosa-at-64 
 Clips: the loudest 2 s of real recordings in /work/shared/data/real-clips (or MUSICLORD_REAL_CLIPS),
 peak-normalised; synthetic harmonic tones when that folder is missing. Spectral convergence (SC)
 is always against the true linear magnitude of the original clip.
+
+With `device="cuda"` musiclord's rows run on the GPU (librosa's stay on the CPU, at the top
+iteration count only) and a batched row shows throughput when a GPU is given many clips at once.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import markdown_table, timeit
+from benchmarks.common import markdown_table, timed_call, timeit
 from musiclord.audio import MelConfig, griffin_lim, invert, list_audio, load_audio, logmel, mel_power, spectral_convergence
 from musiclord.audio.mel import stft
 
@@ -37,6 +40,7 @@ INVERT_CLIPS = (
     "violin_B3_smstools.wav",
 )
 ITERS = (8, 16, 32, 64)
+GPU_BATCH = 256  # clips per call in the GPU throughput rows
 
 
 def loudest_clip(x: np.ndarray, n: int, step: int = 4000) -> np.ndarray:
@@ -73,11 +77,16 @@ def load_clips() -> tuple[list[str], np.ndarray]:
     return [f.name for f in files], np.stack(clips)
 
 
-def bench_logmel(clips: np.ndarray) -> str:
+def tiled(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(K, ...) -> (n, ...) by repeating the K rows."""
+    return x.repeat(-(-n // x.shape[0]), *([1] * (x.dim() - 1)))[:n]
+
+
+def bench_logmel(clips: np.ndarray, device: str = "cpu") -> str:
     import librosa
 
-    x = torch.from_numpy(clips)
-    t_ours = timeit(lambda: logmel(x, CFG), repeat=5)
+    x = torch.from_numpy(clips).to(device)
+    t_ours = timeit(lambda: logmel(x, CFG), repeat=5, device=device)
 
     def lib() -> None:
         for c in clips:
@@ -87,55 +96,73 @@ def bench_logmel(clips: np.ndarray) -> str:
     t_lib = timeit(lib, repeat=3)
     k = len(clips)
     rows = [
-        ["musiclord `logmel` (one batch)", f"{k / t_ours:.0f}", f"{1000 * t_ours / k:.2f}", f"{t_lib / t_ours:.1f}x"],
-        ["librosa `melspectrogram` + log (per clip)", f"{k / t_lib:.0f}", f"{1000 * t_lib / k:.2f}", "1.0x"],
+        [f"musiclord `logmel` (one batch of {k}, {device})", f"{k / t_ours:.0f}", f"{1000 * t_ours / k:.2f}",
+         f"{t_lib / t_ours:.1f}x"],
+        ["librosa `melspectrogram` + log (per clip, cpu)", f"{k / t_lib:.0f}", f"{1000 * t_lib / k:.2f}", "1.0x"],
     ]
+    if device != "cpu":
+        xb = tiled(x, GPU_BATCH)
+        t_b = timeit(lambda: logmel(xb, CFG), repeat=5, device=device) / GPU_BATCH
+        rows.insert(1, [f"musiclord `logmel` (one batch of {GPU_BATCH}, {device})", f"{1 / t_b:.0f}",
+                        f"{1000 * t_b:.3f}", f"{t_lib / k / t_b:.1f}x"])
     return f"Log-mel extraction, {k} clips of 2 s:\n\n" + markdown_table(["", "clips/s", "ms/clip", "speed-up"], rows)
 
 
 def sc_stats(est: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
-    return spectral_convergence(est, ref, CFG).numpy()
+    return spectral_convergence(est.cpu(), ref.cpu(), CFG).numpy()
 
 
-def bench_invert(names: list[str], clips: np.ndarray) -> str:
+def bench_invert(names: list[str], clips: np.ndarray, device: str = "cpu") -> str:
     import librosa
 
     x = torch.from_numpy(clips)
     k, n = clips.shape
-    lm = logmel(x, CFG)
+    lm = logmel(x, CFG).to(device)
     mel = mel_power(x, CFG).numpy()
     mel = np.concatenate([mel, mel[..., -1:]], axis=-1)  # librosa's STFT has T+1 frames, as ours
     true_mag = stft(x, CFG).abs()
     stft_kw = dict(n_fft=CFG.n_fft, hop_length=CFG.hop_length, win_length=CFG.win_length)
     results: dict[str, dict[int, tuple[float, np.ndarray]]] = {}
+    on = "" if device == "cpu" else f", {device}"
 
-    # ours: the whole batch at once; best of 2 runs
-    results["musiclord `invert` (from log-mel)"] = {}
+    # ours: the whole batch at once; best of 2 runs (plus a warm-up on a GPU: plans, kernels)
+    warm = 0 if device == "cpu" else 1
+    ours_label = f"musiclord `invert` (from log-mel{on})"
+    results[ours_label] = {}
     for it in ITERS:
-        t = timeit(lambda: invert(lm, CFG, n_iter=it), repeat=2, warmup=0)
-        results["musiclord `invert` (from log-mel)"][it] = (t / k, sc_stats(invert(lm, CFG, n_iter=it), x))
+        t = timeit(lambda: invert(lm, CFG, n_iter=it), repeat=2, warmup=warm, device=device)
+        results[ours_label][it] = (t / k, sc_stats(invert(lm, CFG, n_iter=it), x))
     # the same, all iterations on the analysis STFT (n_fft 2048) rather than the 1024-point one
-    label = f"musiclord `invert`, all on n_fft {CFG.n_fft}"
+    label = f"musiclord `invert`, all on n_fft {CFG.n_fft}{on}"
     results[label] = {}
     for it in ITERS:
-        t = timeit(lambda: invert(lm, CFG, n_iter=it, n_fft=CFG.n_fft), repeat=2, warmup=0)
+        t = timeit(lambda: invert(lm, CFG, n_iter=it, n_fft=CFG.n_fft), repeat=2, warmup=warm, device=device)
         results[label][it] = (t / k, sc_stats(invert(lm, CFG, n_iter=it, n_fft=CFG.n_fft), x))
-    results["musiclord `griffin_lim` (true magnitude)"] = {}
+    label = f"musiclord `griffin_lim` (true magnitude{on})"
+    results[label] = {}
+    mag_d = true_mag.to(device)
     for it in ITERS:
-        t0 = time.perf_counter()
-        y = griffin_lim(true_mag, CFG, n, n_iter=it)
-        results["musiclord `griffin_lim` (true magnitude)"][it] = ((time.perf_counter() - t0) / k, sc_stats(y, x))
+        t, y = timed_call(lambda: griffin_lim(mag_d, CFG, n, n_iter=it), warmup=warm, device=device)
+        results[label][it] = (t / k, sc_stats(y, x))
+    if device != "cpu":  # throughput: many clips per call
+        label = f"musiclord `invert`, batches of {GPU_BATCH}{on}"
+        results[label] = {}
+        lm_b = tiled(lm, GPU_BATCH)
+        for it in ITERS:
+            t = timeit(lambda: invert(lm_b, CFG, n_iter=it), repeat=2, warmup=1, device=device)
+            results[label][it] = (t / GPU_BATCH, sc_stats(invert(lm_b, CFG, n_iter=it)[:k], x))
 
     # librosa: mel_to_audio = mel_to_stft (NNLS, once) + griffinlim (per iteration count)
     t0 = time.perf_counter()
     lin = [librosa.feature.inverse.mel_to_stft(m, sr=CFG.sample_rate, n_fft=CFG.n_fft, power=2.0) for m in mel]
     t_nnls = (time.perf_counter() - t0) / k
+    lib_iters = ITERS if device == "cpu" else ITERS[-1:]
     for label, mags, extra in (
         ("librosa `mel_to_audio` (from mel)", lin, t_nnls),
         ("librosa `griffinlim` (true magnitude)", list(true_mag.numpy()), 0.0),
     ):
         results[label] = {}
-        for it in ITERS:
+        for it in lib_iters:
             np.random.seed(0)
             t0 = time.perf_counter()
             ys = [librosa.griffinlim(m, n_iter=it, length=n, **stft_kw) for m in mags]
@@ -148,7 +175,7 @@ def bench_invert(names: list[str], clips: np.ndarray) -> str:
             rows.append([label, it, f"{t:.3f}", f"{sc.mean():.4f}", f"{sc.max():.4f}"])
     table = markdown_table(["method", "iterations", "s/clip", "mean SC", "worst SC"], rows)
 
-    ours = results["musiclord `invert` (from log-mel)"]
+    ours = results[ours_label]
     lib = results["librosa `mel_to_audio` (from mel)"]
     top = max(ITERS)
     t_lib64, sc_lib64 = lib[top]
@@ -179,9 +206,9 @@ def bench_invert(names: list[str], clips: np.ndarray) -> str:
     return "\n".join(lines) + f"\n\nPer clip at {top} iterations:\n\n" + per_clip
 
 
-def run() -> str:
+def run(device: str = "cpu") -> str:
     names, clips = load_clips()
-    parts = [bench_logmel(clips)]
+    parts = [bench_logmel(clips, device)]
     pick = [i for i, nm in enumerate(names) if nm in INVERT_CLIPS] or list(range(min(8, len(names))))
-    parts.append(bench_invert([names[i] for i in pick], clips[pick]))
+    parts.append(bench_invert([names[i] for i in pick], clips[pick], device))
     return "\n\n".join(parts)

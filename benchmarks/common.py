@@ -7,8 +7,11 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 def cpu_model() -> str:
@@ -37,7 +40,8 @@ def machine_info(device: str = "cpu") -> dict[str, str]:
         "cores": str(usable_cores()),
         "torch": torch.__version__,
         "torch threads": str(torch.get_num_threads()),
-        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "device": (device if not device.startswith("cuda")
+                   else f"{device} ({torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda})"),
         "python": platform.python_version(),
     }
     try:
@@ -67,6 +71,17 @@ def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1, device: s
         sync(device)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def timed_call(fn: Callable[[], T], warmup: int = 0, device: str = "cpu") -> tuple[float, T]:
+    """Wall-clock seconds of one call of fn (after `warmup` untimed calls) and its result."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t0, out
 
 
 def measure_peak(device: str = "cpu", repeat: int = 3) -> dict[str, float]:

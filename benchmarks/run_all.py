@@ -3,6 +3,7 @@
     python -m benchmarks.run_all                # every benchmarks/bench_*.py
     python -m benchmarks.run_all --only audio   # just bench_audio.py
     python -m benchmarks.run_all --only train translate
+    python -m benchmarks.run_all --device cuda  # musiclord's work on the GPU (+ the paper preset)
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", default=[], help="benchmark names (audio train translate, or comma-separated)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all usable cores)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        parser.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = discover()
     if args.only:
@@ -48,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = dt.datetime.now(dt.timezone.utc)
-    info = machine_info()
+    info = machine_info(args.device)
     sections = []
     for name in names:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         logging.info("running %s", name)
-        sections.append(f"### {name}\n\n{module.run().strip()}\n")
+        sections.append(f"### {name}\n\n{module.run(device=args.device).strip()}\n")
     command = "python -m benchmarks.run_all" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     text = "\n".join(
         [f"## {started:%Y-%m-%d %H:%M} UTC: {', '.join(names)}", ""]

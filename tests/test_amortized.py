@@ -334,3 +334,21 @@ def test_target_swaps_make_both_stages_reconstruct_the_rerenders(tmp_path):
         AmortizedConfig(rerender_target_prob=1.5)
     with pytest.raises(ConfigError, match="rerender_prob"):
         apply_overrides(tiny_cfg(), ["latent.rerender_prob=-0.1"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_adversarial_run_on_cuda(stage1, tmp_path):
+    data, src = stage1
+    run = _copy_run(src, tmp_path / "run")
+    cfg = dataclasses.replace(tiny_cfg(steps=40, w_adv=0.1, n_critic=2, gp_every=2, val_every=20, lr_encoders=3e-3),
+                              device="cuda")
+    torch.manual_seed(0)
+    from musiclord.models import LordModel
+
+    before = _regression_error(LordModel(cfg.model, CLASSES), data, run)
+    train_amortized(cfg, data, run)
+    model, _, meta = load_model(run)
+    assert meta["stage"] == "amortized" and meta["adversarial"] is True
+    after = _regression_error(model, data, run)
+    assert after[0] < before[0], (before, after)

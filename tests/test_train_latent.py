@@ -226,3 +226,29 @@ def test_sigkill_then_resume_matches_straight_run(data, tmp_path):
     wa, wb = _weights(tmp_path / "straight"), _weights(run)
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiny_run_on_cuda_learns_and_exports_a_cpu_loadable_model(data, tmp_path):
+    from musiclord.checkpoint import load_checkpoint
+    from musiclord.models import Generator, load_model
+    from musiclord.train.common import open_dataset
+
+    run = tmp_path / "run"
+    res = train_latent(dataclasses.replace(tiny_cfg(steps=300, checkpoint_every=100), device="cuda"), data, run)
+    assert res is not None and res.content.device.type == "cpu"  # results come back to the host
+    assert load_checkpoint(run / "latent.pt", kind="latent")["step"] == 300
+    model, _, meta = load_model(run)  # a CUDA-trained model loads on the CPU
+    assert meta["stage"] == "latent" and next(model.parameters()).device.type == "cpu"
+    # the same fit criterion as the CPU run above
+    ds = open_dataset(data)
+    target = torch.from_numpy(np.asarray(ds.mels, dtype=np.float32))[res.rows]
+    gen = Generator(res.model_config)
+    gen.load_state_dict(res.generator_state)
+    gen.eval()
+    with torch.no_grad():
+        pred = gen(res.content, res.class_embeddings[res.labels])
+    err = torch.mean((pred - target) ** 2).item()
+    base = torch.mean((target - target.mean(0)) ** 2).item()
+    assert err < 0.7 * base, (err, base)

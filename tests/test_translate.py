@@ -325,3 +325,19 @@ def test_translate_mel_with_one_reference_per_clip(tr):
         torch.testing.assert_close(both[i:i + 1], tr.translate_mel(src[i:i + 1], like_mel=refs[i:i + 1]))
     shared = tr.translate_mel(src, like_mel=refs[:1])
     torch.testing.assert_close(shared[1:], tr.translate_mel(src[1:], like_mel=refs[:1]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_translation_matches_cpu(run_dir, tr):
+    from musiclord.audio import spectral_convergence
+
+    gpu = Translator.from_checkpoint(run_dir, device="cuda", cfg=FAST)
+    mel = 2.0 + 0.3 * torch.randn(2, 128, 300)
+    torch.testing.assert_close(gpu.translate_mel(mel, to="violin").cpu(), tr.translate_mel(mel, to="violin"),
+                               atol=1e-3, rtol=1e-3)
+    x = tones(12.0)  # two inversion blocks on the GPU
+    y_gpu, y_cpu = gpu.translate(x, 16000, to="flute"), tr.translate(x, 16000, to="flute")
+    assert y_gpu.shape == y_cpu.shape == x.shape and np.isfinite(y_gpu).all()
+    sc = spectral_convergence(torch.from_numpy(y_gpu)[None], torch.from_numpy(y_cpu)[None], MelConfig())
+    assert float(sc[0]) < 0.5
