@@ -129,7 +129,8 @@ def translate_in_subprocess(model: Path, in_path: Path, out_path: Path, gl_iters
     cmd = [sys.executable, "-m", "benchmarks.bench_translate", "--child", str(model), str(in_path), str(out_path),
            str(torch.get_num_threads()), str(gl_iters), device]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))})
     if res.returncode != 0:
         raise RuntimeError(f"translation subprocess failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

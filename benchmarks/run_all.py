@@ -55,11 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     started = dt.datetime.now(dt.timezone.utc)
     info = machine_info(args.device)
-    sections = []
+    sections, failed = [], []
     for name in names:
-        module = importlib.import_module(f"benchmarks.bench_{name}")
         logging.info("running %s", name)
-        sections.append(f"### {name}\n\n{module.run(device=args.device).strip()}\n")
+        try:  # one failing benchmark must not lose the others' figures
+            body = importlib.import_module(f"benchmarks.bench_{name}").run(device=args.device).strip()
+        except Exception as e:  # noqa: BLE001 - reported in the section and in the exit status
+            logging.exception("benchmark %s failed", name)
+            failed.append(name)
+            body = f"FAILED: {type(e).__name__}: {e}".splitlines()[0]
+        sections.append(f"### {name}\n\n{body}\n")
+        logging.info("%s", sections[-1])
     command = "python -m benchmarks.run_all" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     text = "\n".join(
         [f"## {started:%Y-%m-%d %H:%M} UTC: {', '.join(names)}", ""]
@@ -72,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         DOC.parent.mkdir(parents=True, exist_ok=True)
         existing = DOC.read_text() if DOC.exists() else HEADER
         DOC.write_text(existing.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
-    return 0
+    if failed:
+        logging.error("failed: %s", ", ".join(failed))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

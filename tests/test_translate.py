@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from musiclord.audio import MelConfig, logmel, silence_level
+from musiclord.audio import MelConfig, invert, logmel, silence_level
 from musiclord.cli import main
 from musiclord.errors import AudioError, CheckpointError, MusiclordError
 from musiclord.models import LordModel, ModelConfig, save_model
@@ -124,6 +124,29 @@ def test_block_inverter_length_and_seamless_joins(n_frames):
     assert y.shape == (n_frames * cfg.hop_length,)
     np.testing.assert_allclose(y, 1.0, atol=1e-6)
     assert max(calls) <= 128
+
+
+def test_block_inverter_batches_blocks_with_the_same_result():
+    """Blocks completed by one push are inverted max_batch at a time, with the same result."""
+    cfg = MelConfig()
+    frames = logmel(torch.from_numpy(tones(3.0)), cfg)  # 192 frames: 4 blocks of 64 (overlap 16)
+    batches: list[int] = []
+
+    def invert_fn(m):
+        batches.append(m.shape[0])
+        return invert(m, cfg, n_iter=4, nnls_iter=4)
+
+    ys = []
+    for step, max_batch, want in ((192, 8, [3, 1]), (192, 2, [2, 1, 1]), (192, 1, [1, 1, 1, 1]), (7, 8, [1] * 4)):
+        batches.clear()
+        inv = BlockInverter(cfg, block_frames=64, overlap_frames=16, invert_fn=invert_fn, max_batch=max_batch)
+        out = [inv.push(frames[:, i : i + step]) for i in range(0, frames.shape[1], step)]
+        ys.append(np.concatenate(out + [inv.finish()]))
+        assert batches == want, (step, max_batch, batches)
+        assert ys[-1].shape == (frames.shape[1] * cfg.hop_length,)
+        np.testing.assert_allclose(ys[-1], ys[0], atol=1e-4)
+    with pytest.raises(ValueError, match="max_batch"):
+        BlockInverter(cfg, max_batch=0)
 
 
 # ------------------------------------------------------------------------------ Translator
@@ -334,8 +357,9 @@ def test_cuda_translation_matches_cpu(run_dir, tr):
 
     gpu = Translator.from_checkpoint(run_dir, device="cuda", cfg=FAST)
     mel = 2.0 + 0.3 * torch.randn(2, 128, 300)
+    # cuDNN convolutions run in TF32 by default (10-bit mantissa): equal to ~1e-2, not 1e-3
     torch.testing.assert_close(gpu.translate_mel(mel, to="violin").cpu(), tr.translate_mel(mel, to="violin"),
-                               atol=1e-3, rtol=1e-3)
+                               atol=3e-2, rtol=1e-2)
     x = tones(12.0)  # two inversion blocks on the GPU
     y_gpu, y_cpu = gpu.translate(x, 16000, to="flute"), tr.translate(x, 16000, to="flute")
     assert y_gpu.shape == y_cpu.shape == x.shape and np.isfinite(y_gpu).all()

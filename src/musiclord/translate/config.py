@@ -23,6 +23,8 @@ class TranslateConfig:
         window_hop: frames between window starts (0: half a window, 50% overlap).
         block_seconds: length of the blocks inverted at once (Griffin-Lim).
         overlap_seconds: overlap of consecutive blocks (the cross-fade spans its middle half).
+        block_batch: blocks inverted together when several are ready (0: 8 on a GPU, where one
+            10 s block leaves it idle between kernel launches; 1 on a CPU, where it is faster).
         gl_iters: Griffin-Lim iterations.
         nnls_iters: iterations of the mel -> linear step before Griffin-Lim.
         normalize: peak-normalise the input to `peak` before analysis (the training clips were
@@ -41,6 +43,7 @@ class TranslateConfig:
     window_hop: int = 0
     block_seconds: float = 10.0
     overlap_seconds: float = 1.0
+    block_batch: int = 0
     gl_iters: int = 64
     nnls_iters: int = 40
     normalize: bool = True

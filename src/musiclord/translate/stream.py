@@ -200,6 +200,10 @@ class BlockInverter:
         overlap_frames: frames shared by consecutive blocks (64 = 1 s); the cross-fade spans its
             central half.
         invert_fn: (B, M, T) log-mel -> (B, T * hop) waveform (default: `musiclord.audio.invert`).
+        max_batch: blocks inverted together when one push completes several (the result is the
+            same as one by one, since `invert` treats clips independently). On a GPU, where
+            Griffin-Lim on one 10 s block is bound by kernel launches, 8 blocks cost little more
+            than one; on a CPU 1 is faster (batches fall out of cache: 4.1 vs 4.6 s for 60 s).
     """
 
     def __init__(
@@ -208,10 +212,14 @@ class BlockInverter:
         block_frames: int = 640,
         overlap_frames: int = 64,
         invert_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        max_batch: int = 1,
     ) -> None:
         if not 0 <= 2 * overlap_frames < block_frames:
             raise ValueError("need 0 <= 2 * overlap_frames < block_frames")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.cfg = cfg
+        self.max_batch = max_batch
         self.block, self.overlap = block_frames, overlap_frames
         self.margin = overlap_frames // 4
         self.invert_fn = invert_fn or (lambda m: invert(m, cfg))
@@ -224,10 +232,14 @@ class BlockInverter:
         t = (np.arange(n, dtype=np.float32) + 0.5) / max(n, 1)
         return (np.sin(0.5 * np.pi * t) ** 2).astype(np.float32)
 
-    def _invert_block(self, frames: torch.Tensor, last: bool) -> np.ndarray:
-        hop = self.cfg.hop_length
+    def _invert(self, blocks: torch.Tensor) -> np.ndarray:
+        """(K, M, T) blocks -> (K, T * hop) float32 samples, in one call of invert_fn."""
         with torch.no_grad():  # Griffin-Lim under autograd kept every iteration's buffers
-            wave = self.invert_fn(frames[None])[0].cpu().numpy().astype(np.float32)
+            return self.invert_fn(blocks).cpu().numpy().astype(np.float32)
+
+    def _join(self, wave: np.ndarray, n_frames: int, last: bool) -> np.ndarray:
+        """Cross-fade one inverted block of n_frames into the stream; returns its final samples."""
+        hop = self.cfg.hop_length
         start = 0
         if not self._first:  # fade in over [margin, overlap - margin) frames of this block
             fade = self._fade()
@@ -241,24 +253,29 @@ class BlockInverter:
             self._tail = None
             return wave[start:]
         # keep this block's samples over the next fade region; emit up to its start
-        cut = (frames.shape[1] - self.overlap + self.margin) * hop
+        cut = (n_frames - self.overlap + self.margin) * hop
         self._tail = wave[cut : cut + (self.overlap - 2 * self.margin) * hop].copy()
         return wave[start:cut]
 
     def push(self, frames: torch.Tensor) -> np.ndarray:
-        """Add frames (M, k); returns the samples that are final (possibly none)."""
+        """Add frames (M, k); returns the samples that are final (possibly none). The blocks this
+        push completes are inverted `max_batch` at a time."""
         self._frames = frames if self._frames is None else torch.cat([self._frames, frames], dim=1)
-        outs = []
+        blocks = []
         while self._frames.shape[1] > self.block:  # strictly more: the last block is never empty
-            outs.append(self._invert_block(self._frames[:, : self.block], last=False))
+            blocks.append(self._frames[:, : self.block])
             self._frames = self._frames[:, self.block - self.overlap :]
-        return np.concatenate(outs) if outs else np.zeros(0, dtype=np.float32)
+        outs = [np.zeros(0, dtype=np.float32)]
+        for i in range(0, len(blocks), self.max_batch):
+            waves = self._invert(torch.stack(blocks[i : i + self.max_batch]))
+            outs += [self._join(w, self.block, last=False) for w in waves]
+        return np.concatenate(outs)
 
     def finish(self) -> np.ndarray:
         """The remaining samples."""
         if self._frames is None or self._frames.shape[1] == 0:
             return np.zeros(0, dtype=np.float32)
-        out = self._invert_block(self._frames, last=True)
+        out = self._join(self._invert(self._frames[None])[0], self._frames.shape[1], last=True)
         self._frames = None
         return out
 
@@ -273,6 +290,7 @@ def run_pipeline(
     overlap_frames: int = 64,
     frame_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     invert_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    block_batch: int = 1,
 ) -> Iterator[np.ndarray]:
     """Translate a stream of 16 kHz sample chunks into a stream of output sample chunks.
 
@@ -282,7 +300,8 @@ def run_pipeline(
         window_hop: window step in frames (default: half a window).
         frame_fn: optional (input frames (M, k), output frames (M, k)) -> output frames, applied
             to finished frames before inversion (the silence gate).
-        invert_fn: (1, M, T) log-mel -> (1, T * hop) waveform (default `musiclord.audio.invert`).
+        invert_fn: (B, M, T) log-mel -> (B, T * hop) waveform (default `musiclord.audio.invert`).
+        block_batch: inversion blocks inverted together (`BlockInverter`'s max_batch).
 
     Yields:
         (K_j,) float32 chunks whose concatenation has exactly sum(N_i) samples.
@@ -290,7 +309,7 @@ def run_pipeline(
     win = cfg.n_frames
     mel_stream = LogMelStream(cfg)
     ola = MelOverlapAdd(translate_fn, win, window_hop or win // 2, batch_size, silence_level(cfg))
-    inv = BlockInverter(cfg, block_frames, overlap_frames, invert_fn)
+    inv = BlockInverter(cfg, block_frames, overlap_frames, invert_fn, block_batch)
     inp_frames: list[torch.Tensor] = []  # input frames not yet matched with output (for frame_fn)
     n_out = 0
 

@@ -307,6 +307,7 @@ class Translator:
             gained, cfg, self._windows_fn(target), batch_size=self.cfg.batch_size,
             window_hop=self.cfg.window_hop or None, block_frames=block, overlap_frames=overlap,
             frame_fn=lambda s, o: self._apply_gate(s, o.to(self.device)).cpu(), invert_fn=inv,
+            block_batch=self.cfg.block_batch or (8 if self.device.type == "cuda" else 1),
         )
         for y in out:
             yield y / gain
