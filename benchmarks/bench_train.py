@@ -219,7 +219,9 @@ def run(steps: int = STEPS, device: str = "cpu", presets: tuple[str, ...] = ()) 
     lines = [
         f"Synthetic batches on {device}, {WARMUP} warm-up steps, torch threads {torch.get_num_threads()}. "
         f"Measured peak in this run: conv1d {peak['conv1d_gflops']:.1f} GFLOP/s, matmul "
-        f"{peak['matmul_gflops']:.1f} GFLOP/s (float32).",
+        f"{peak['matmul_gflops']:.1f} GFLOP/s (float32"
+        + (f"; TF32 in cuDNN convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'}, in matmuls "
+           f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'})." if device.startswith("cuda") else ")."),
         "",
         table,
         "",

@@ -88,18 +88,22 @@ def measure_peak(device: str = "cpu", repeat: int = 3) -> dict[str, float]:
     """Measured float32 throughput in GFLOP/s, for training benchmarks to compare against.
 
     Returns:
-        {"matmul_gflops": a large square matmul, "conv1d_gflops": a Conv1d like the generator's
-        (256 -> 256 channels, kernel 5, 128 frames, batch 32), forward only}.
+        {"matmul_gflops": a large square matmul, "conv1d_gflops": a Conv1d, forward only, like the
+        generators' (CPU: the demo's scale, 256 -> 256 channels, kernel 5, 128 frames, batch 32;
+        GPU: the paper preset's, 512 channels, batch 256, large enough to fill the chip)}.
+        On CUDA both run as torch is set (by default cuDNN convolutions in TF32, matmuls not).
     """
-    n = 2048 if device == "cpu" else 8192
+    gpu = device.startswith("cuda")
+    n = 8192 if gpu else 2048
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     t_mm = timeit(lambda: a @ b, repeat=repeat, device=device)
-    conv = torch.nn.Conv1d(256, 256, 5, padding=2).to(device)
-    x = torch.randn(32, 256, 128, device=device)
+    c, batch = (512, 256) if gpu else (256, 32)
+    conv = torch.nn.Conv1d(c, c, 5, padding=2).to(device)
+    x = torch.randn(batch, c, 128, device=device)
     with torch.no_grad():
         t_conv = timeit(lambda: conv(x), repeat=repeat, device=device)
-    conv_flops = 2 * 32 * 128 * 256 * 256 * 5
+    conv_flops = 2 * batch * 128 * c * c * 5
     return {"matmul_gflops": 2 * n**3 / t_mm / 1e9, "conv1d_gflops": conv_flops / t_conv / 1e9}
 
 

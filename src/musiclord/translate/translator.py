@@ -257,8 +257,8 @@ class Translator:
         """A reference recording (array at `sr`, or a file streamed) -> (E,) class embedding."""
         cfg = self._mel_cfg
         if isinstance(like, (str, Path)):
-            chunks = stream_audio(like, cfg.sample_rate, self.cfg.chunk_seconds)
-            gain = self._peak_gain(stream_audio(like, cfg.sample_rate, self.cfg.chunk_seconds))
+            chunks = stream_audio(like, cfg.sample_rate, self._chunk_seconds)
+            gain = self._peak_gain(stream_audio(like, cfg.sample_rate, self._chunk_seconds))
         else:
             x = self._resample(as_mono(like), sr or cfg.sample_rate)
             if x.size == 0:
@@ -295,6 +295,15 @@ class Translator:
         n = round(x.size * self._mel_cfg.sample_rate / sr)
         return y[:n] if y.size >= n else np.concatenate([y, np.zeros(n - y.size, np.float32)])
 
+    @property
+    def _gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def _chunk_seconds(self) -> float:
+        """Audio read per step (`TranslateConfig.chunk_seconds`, 0: by device)."""
+        return self.cfg.chunk_seconds or (80.0 if self._gpu else 30.0)
+
     def _stream(self, chunks: Iterator[np.ndarray], gain: float, target: torch.Tensor) -> Iterator[np.ndarray]:
         """16 kHz chunks -> translated 16 kHz chunks (same total length)."""
         cfg = self._mel_cfg
@@ -307,7 +316,7 @@ class Translator:
             gained, cfg, self._windows_fn(target), batch_size=self.cfg.batch_size,
             window_hop=self.cfg.window_hop or None, block_frames=block, overlap_frames=overlap,
             frame_fn=lambda s, o: self._apply_gate(s, o.to(self.device)).cpu(), invert_fn=inv,
-            block_batch=self.cfg.block_batch or (8 if self.device.type == "cuda" else 1),
+            block_batch=self.cfg.block_batch or (8 if self._gpu else 1),
         )
         for y in out:
             yield y / gain
@@ -341,7 +350,7 @@ class Translator:
         if x.size == 0:
             return np.zeros(0, dtype=np.float32)
         gain = self._peak_gain(iter([x]))
-        step = max(1, int(self.cfg.chunk_seconds * self._mel_cfg.sample_rate))
+        step = max(1, int(self._chunk_seconds * self._mel_cfg.sample_rate))
         chunks = (x[i : i + step] for i in range(0, x.size, step))
         parts = list(self._stream(chunks, gain, target))
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
@@ -369,7 +378,7 @@ class Translator:
         sr = self._mel_cfg.sample_rate
         like_emb = self.like_embedding(like, sr) if like is not None else like_embedding
         target = self._target(to, like_emb)
-        gain = self._peak_gain(stream_audio(in_path, sr, self.cfg.chunk_seconds))
+        gain = self._peak_gain(stream_audio(in_path, sr, self._chunk_seconds))
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".wav", dir=out_path.parent)
@@ -381,7 +390,7 @@ class Translator:
 
         def counted() -> Iterator[np.ndarray]:
             nonlocal n_in
-            for x in stream_audio(in_path, sr, self.cfg.chunk_seconds):
+            for x in stream_audio(in_path, sr, self._chunk_seconds):
                 x = x[: max(0, expected - n_in)]
                 n_in += x.size
                 yield x
