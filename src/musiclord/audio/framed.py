@@ -38,13 +38,15 @@ def stft_frames(wave: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
     return _analyse(F.pad(wave, (half, half)), cfg)
 
 
-def _analyse(padded: torch.Tensor, cfg: MelConfig, windowed: torch.Tensor | None = None,
-             out: torch.Tensor | None = None) -> torch.Tensor:
-    """Frame-major STFT of a signal already zero-padded by n_fft // 2 on each side, optionally
-    into buffers: `windowed` (B, T+1, n_fft) real and `out` (B, T+1, F) complex."""
+def _analyse(padded: torch.Tensor, cfg: MelConfig, windowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Frame-major STFT of a signal already zero-padded by n_fft // 2 on each side, the windowed
+    frames optionally written into a buffer `windowed` (B, T+1, n_fft) real.
+
+    The FFT's output is a new tensor: `torch.fft.rfft(..., out=buf)` computes into a temporary
+    and copies it over (a 10 s block: 0.93 ms instead of 0.50 on 2 CPU threads)."""
     frames = padded.unfold(-1, cfg.n_fft, cfg.hop_length)  # (B, T+1, n_fft) view
     windowed = torch.mul(frames, _padded_window(cfg, str(padded.device), padded.dtype), out=windowed)
-    return torch.fft.rfft(windowed, dim=-1, out=out)
+    return torch.fft.rfft(windowed, dim=-1)
 
 
 def _accumulate(pieces: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -99,12 +101,13 @@ def istft_frames(spec: torch.Tensor, cfg: MelConfig, length: int) -> torch.Tenso
 
 
 class FramedProjection:
-    """`stft_frames(istft_frames(spec))` into preallocated buffers: Griffin-Lim's projection.
+    """`stft_frames(istft_frames(spec))` through preallocated buffers: Griffin-Lim's projection.
 
     Griffin-Lim calls the pair once per iteration on tensors of one shape; allocating their
     intermediates afresh each time (a 10 s block's spectrogram is 2.6 MB) costs page faults and
     cache misses that showed up in the profile as slow elementwise products. This keeps one
-    buffer per intermediate and writes every step with `out=`.
+    buffer per elementwise intermediate, written with `out=`; the FFTs alone return new tensors
+    (their `out=` variants compute into a temporary and copy).
 
     Args:
         cfg: the STFT (n_fft, hop, window).
@@ -125,7 +128,6 @@ class FramedProjection:
         dev = str(torch.device(device))
         self.window = hann(cfg, dev, dtype)
         self.inv_env = _inverse_envelope(cfg, n_frames, dev, dtype)[self.start : self.start + length]
-        self.frames = torch.empty(batch, n_frames, n_fft, device=device, dtype=dtype)  # inverse FFTs
         self.pieces = torch.zeros(batch, n_frames, self.k * hop, device=device, dtype=dtype)  # windowed
         self.ola = torch.empty(batch, n_frames + self.k - 1, hop, device=device, dtype=dtype)
         self.wave = torch.zeros(batch, length + n_fft, device=device, dtype=dtype)  # zero-padded signal
@@ -134,14 +136,14 @@ class FramedProjection:
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
         """(B, T+1, F) complex -> (B, length) waveform, a view of an internal buffer."""
         cfg, hop, win = self.cfg, self.cfg.hop_length, self.cfg.win_length
-        torch.fft.irfft(spec, n=cfg.n_fft, dim=-1, out=self.frames)
-        torch.mul(self.frames[..., self.lead : self.lead + win], self.window, out=self.pieces[..., :win])
+        frames = torch.fft.irfft(spec, n=cfg.n_fft, dim=-1)  # (B, T+1, n_fft); out= would add a copy
+        torch.mul(frames[..., self.lead : self.lead + win], self.window, out=self.pieces[..., :win])
         _accumulate(self.pieces.view(*self.pieces.shape[:2], self.k, hop), self.ola)
         y = self.ola.view(self.ola.shape[0], -1)[:, self.start : self.start + self.length]
         half = cfg.n_fft // 2
         return torch.mul(y, self.inv_env, out=self.wave[:, half : half + self.length])
 
-    def project(self, spec: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """stft(istft(spec)) of (B, T+1, F) complex, written into `out` (same shape)."""
+    def project(self, spec: torch.Tensor) -> torch.Tensor:
+        """stft(istft(spec)) of (B, T+1, F) complex, a new tensor of the same shape."""
         self.istft(spec)
-        return _analyse(self.wave, self.cfg, windowed=self.analysis, out=out)
+        return _analyse(self.wave, self.cfg, windowed=self.analysis)

@@ -88,9 +88,9 @@ def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40, n_fft: in
     y, t, step = x, 1.0, 1.0 / lipschitz
     for _ in range(n_iter):
         grad = a.adjoint(a.forward(y) - mel)
-        x_new = torch.clamp(y - step * grad, min=0.0)
+        x_new = torch.add(y, grad, alpha=-step).clamp_(min=0.0)  # projected gradient step
         t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        y = x_new + ((t - 1) / t_new) * (x_new - x)
+        y = torch.lerp(x, x_new, 1 + (t - 1) / t_new)  # x_new + (t-1)/t_new (x_new - x), one pass
         x, t = x_new, t_new
     return x / norms * peak
 
@@ -151,14 +151,18 @@ def griffin_lim(
     beta = momentum / (1 + momentum)
     eps2 = 1e-32  # (1e-16)^2: keeps a zero bin at zero
     # The phase is kept unnormalised, `angles * inv` with inv = 1 / |angles|, so normalising it
-    # and applying the magnitude is one complex-by-real product: spec = angles * (magnitude * inv).
-    inv, scale = torch.ones_like(magnitude), torch.empty_like(magnitude)
-    spec, rebuilt, prev = torch.empty_like(angles), torch.empty_like(angles), None
+    # and applying the magnitude is one product: spec = angles * (magnitude * inv). The real
+    # factor is written into the real part of a complex buffer (imaginary part 0): a complex-by-
+    # real product first copies the real operand to complex (0.64 ms vs 0.17 ms per 10 s block).
+    inv, scale = torch.ones_like(magnitude), torch.zeros_like(angles)
+    scale_re = torch.view_as_real(scale)[..., 0]
+    spec, prev = torch.empty_like(angles), None
     for i in range(n_iter):
-        torch.mul(angles, torch.mul(magnitude, inv, out=scale), out=spec)
-        proj.project(spec, out=rebuilt)  # (B, T+1, F)
+        torch.mul(magnitude, inv, out=scale_re)
+        torch.mul(angles, scale, out=spec)
+        rebuilt = proj.project(spec)  # (B, T+1, F)
         if prev is None:
-            angles, prev = rebuilt.clone(), torch.empty_like(rebuilt)
+            angles = rebuilt.clone()
         else:
             torch.sub(rebuilt, prev, alpha=beta, out=angles)
         re, im = torch.view_as_real(angles).unbind(-1)
@@ -168,8 +172,9 @@ def griffin_lim(
             torch.addcmul(re.square(), im, im, out=power)  # (B, T+1, F)
             ratio = mel / banded.forward(power_t.copy_(power.transpose(1, 2))).clamp_(min=1e-12)  # (B, M, T+1)
             torch.mul(banded.adjoint(ratio).transpose(1, 2), power, out=magnitude).div_(mass).sqrt_()
-        prev, rebuilt = rebuilt, prev
-    torch.mul(angles, torch.mul(magnitude, inv, out=scale), out=spec)
+        prev = rebuilt
+    torch.mul(magnitude, inv, out=scale_re)
+    torch.mul(angles, scale, out=spec)
     return proj.istft(spec).clone()
 
 
