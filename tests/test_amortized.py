@@ -352,3 +352,15 @@ def test_adversarial_run_on_cuda(stage1, tmp_path):
     assert meta["stage"] == "amortized" and meta["adversarial"] is True
     after = _regression_error(model, data, run)
     assert after[0] < before[0], (before, after)
+
+
+def test_timbre_eq_run_trains_and_records_the_setting(stage1, tmp_path):
+    data, src = stage1
+    run = _copy_run(src, tmp_path / "run")
+    train_amortized(tiny_cfg(steps=6, w_adv=0.0, val_every=0, timbre_eq_db=6.0), data, run)
+    meta = load_model(run)[2]
+    assert meta["stage"] == "amortized"
+    from musiclord.config import load_config
+    from musiclord.train.config import TrainConfig
+
+    assert load_config(TrainConfig, run / "config.yaml").amortized.timbre_eq_db == 6.0

@@ -41,6 +41,9 @@ class AmortizedConfig:
         rerender_target_prob: probability, drawn independently, that the generator's target (and
             the critic's real sample) is the clip's rerender instead of the clip, as stage 1's
             `latent.rerender_prob` (the encoders then see the rerender too).
+        timbre_eq_db: colour the encoders' input with a random smooth gain curve over the mel
+            bands of up to this many dB (`augment.random_eq`; 0: off), so that they read notes
+            rather than one bank's colour.
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).
@@ -66,6 +69,7 @@ class AmortizedConfig:
     adv_warmup_steps: int = 0
     rerender_prob: float = 0.5
     rerender_target_prob: float = 0.0
+    timbre_eq_db: float = 0.0
     disc_channels: int = 16
     disc_conditional: bool = True
     grad_clip: float = 0.0
@@ -85,6 +89,8 @@ class AmortizedConfig:
             raise ConfigError("amortized.rerender_prob must be in [0, 1]")
         if not 0 <= self.rerender_target_prob <= 1:
             raise ConfigError("amortized.rerender_target_prob must be in [0, 1]")
+        if not 0 <= self.timbre_eq_db <= 24:
+            raise ConfigError("amortized.timbre_eq_db must be in [0, 24] dB")
         if min(self.w_content, self.w_class, self.w_rec, self.w_adv, self.gp_weight) < 0:
             raise ConfigError("amortized loss weights must be >= 0")
 
