@@ -66,25 +66,28 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "latent.pt", kind="latent")["state"]["model"]
 
 
+def fit_error(res, data: Path) -> tuple[float, float]:
+    """(MSE of the stage-1 generator's reconstructions of the training clips from their codes,
+    MSE of the mean image): a run that learned anything has the first far below the second."""
+    from musiclord.models import Generator
+    from musiclord.train.common import open_dataset
+
+    target = torch.from_numpy(np.asarray(open_dataset(data).mels, dtype=np.float32))[res.rows]
+    gen = Generator(res.model_config)
+    gen.load_state_dict(res.generator_state)
+    gen.eval()
+    with torch.no_grad():
+        pred = gen(res.content, res.class_embeddings[res.labels])
+    return torch.mean((pred - target) ** 2).item(), torch.mean((target - target.mean(0)) ** 2).item()
+
+
 def test_tiny_run_converges_and_exports(data, tmp_path, caplog):
     run = tmp_path / "run"
     cfg = tiny_cfg(steps=300, log_every=10, checkpoint_every=0)
     res = train_latent(cfg, data, run)
     assert (run / "config.yaml").exists() and (run / "model.pt").exists() and (run / "latent.pt").exists()
     assert res is not None and res.content.shape == (32, 4, 32) and res.class_embeddings.shape == (4, 16)
-    # reconstruction of training clips through the learned codes beats the mean image by far
-    from musiclord.models import Generator
-    from musiclord.train.common import open_dataset
-
-    ds = open_dataset(data)
-    target = torch.from_numpy(np.asarray(ds.mels, dtype=np.float32))[res.rows]
-    gen = Generator(res.model_config)
-    gen.load_state_dict(res.generator_state)
-    gen.eval()
-    with torch.no_grad():
-        pred = gen(res.content, res.class_embeddings[res.labels])
-    err = torch.mean((pred - target) ** 2).item()
-    base = torch.mean((target - target.mean(0)) ** 2).item()
+    err, base = fit_error(res, data)  # reconstruction through the learned codes beats the mean image by far
     assert err < 0.7 * base, (err, base)
     from musiclord.models import load_model
 
@@ -232,8 +235,7 @@ def test_sigkill_then_resume_matches_straight_run(data, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_tiny_run_on_cuda_learns_and_exports_a_cpu_loadable_model(data, tmp_path):
     from musiclord.checkpoint import load_checkpoint
-    from musiclord.models import Generator, load_model
-    from musiclord.train.common import open_dataset
+    from musiclord.models import load_model
 
     run = tmp_path / "run"
     res = train_latent(dataclasses.replace(tiny_cfg(steps=300, checkpoint_every=100), device="cuda"), data, run)
@@ -241,14 +243,5 @@ def test_tiny_run_on_cuda_learns_and_exports_a_cpu_loadable_model(data, tmp_path
     assert load_checkpoint(run / "latent.pt", kind="latent")["step"] == 300
     model, _, meta = load_model(run)  # a CUDA-trained model loads on the CPU
     assert meta["stage"] == "latent" and next(model.parameters()).device.type == "cpu"
-    # the same fit criterion as the CPU run above
-    ds = open_dataset(data)
-    target = torch.from_numpy(np.asarray(ds.mels, dtype=np.float32))[res.rows]
-    gen = Generator(res.model_config)
-    gen.load_state_dict(res.generator_state)
-    gen.eval()
-    with torch.no_grad():
-        pred = gen(res.content, res.class_embeddings[res.labels])
-    err = torch.mean((pred - target) ** 2).item()
-    base = torch.mean((target - target.mean(0)) ** 2).item()
+    err, base = fit_error(res, data)  # the same fit criterion as the CPU run above
     assert err < 0.7 * base, (err, base)
