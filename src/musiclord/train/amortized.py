@@ -38,9 +38,9 @@ from musiclord.train.common import (
     set_threads,
 )
 from musiclord.train.amortized_config import AmortizedConfig
+from musiclord.train.augment import EQ_SEED, random_eq
 from musiclord.train.config import TrainConfig
 from musiclord.train.latent import LATENT_FILE, read_latent
-from musiclord.train.augment import EQ_SEED, random_eq
 from musiclord.train.rerender import TARGET_SWAP_SEED, rerender_rows, swap_rerenders
 
 log = logging.getLogger(__name__)
