@@ -159,8 +159,8 @@ def time_steps(step: Callable[[int], None], n: int, warmup: int = WARMUP, device
     return (time.perf_counter() - t0) / n
 
 
-def demo_steps(cfg: TrainConfig) -> tuple[int, int]:
-    """Steps of the demo's stage 1 and stage 2."""
+def preset_steps(cfg: TrainConfig) -> tuple[int, int]:
+    """Steps of the preset's stage 1 and stage 2 (an epoch: 4 instruments x max_clips_per_class, or EPOCH_CLIPS)."""
     lc, ac = cfg.latent, cfg.amortized
     clips = N_CLASSES * lc.max_clips_per_class if lc.max_clips_per_class else EPOCH_CLIPS
     s1 = lc.steps or lc.epochs * (clips // lc.batch_size)
@@ -194,7 +194,7 @@ def run(steps: int = STEPS, device: str = "cpu", presets: tuple[str, ...] = ()) 
     rows, notes = [], []
     for preset in presets:
         cfg = PRESETS[preset]
-        s1, s2 = demo_steps(cfg)
+        s1, s2 = preset_steps(cfg)
         per_epoch = (EPOCH_CLIPS / cfg.latent.batch_size, EPOCH_CLIPS / cfg.amortized.batch_size)
         stages = time_stages(cfg, device, steps)
         terms = "+".join(make_loss(cfg).active_terms)
