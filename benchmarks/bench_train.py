@@ -57,12 +57,14 @@ def make_loss(cfg: TrainConfig, device: str = "cpu") -> ReconstructionLoss:
     return ReconstructionLoss(cfg.loss, rho=rho, vgg=vgg).to(device)
 
 
-def latent_step_fn(cfg: TrainConfig, device: str = "cpu") -> Callable[[int], None]:
-    """One stage-1 step (as `musiclord.train.latent._train`) on a fixed synthetic batch."""
+def latent_step_fn(cfg: TrainConfig, device: str = "cpu",
+                   loss_fn: ReconstructionLoss | None = None) -> Callable[[int], None]:
+    """One stage-1 step (as `musiclord.train.latent._train`) on a fixed synthetic batch (loss_fn:
+    the preset's `make_loss`, built here if not given)."""
     lc, mc = cfg.latent, cfg.model
     n_clips = N_CLASSES * max(lc.max_clips_per_class, lc.batch_size)
     model = LatentModel(mc, n_clips, N_CLASSES, lc.content_init_std).to(device)
-    loss_fn = make_loss(cfg, device)
+    loss_fn = make_loss(cfg, device) if loss_fn is None else loss_fn
     opt = torch.optim.Adam([
         {"params": list(model.generator.parameters()), "lr": lc.lr_generator},
         {"params": [model.content.weight, model.classes.weight], "lr": lc.lr_embeddings},
@@ -88,15 +90,17 @@ def latent_step_fn(cfg: TrainConfig, device: str = "cpu") -> Callable[[int], Non
     return step
 
 
-def amortized_step_fn(cfg: TrainConfig, device: str = "cpu") -> Callable[[int], None]:
+def amortized_step_fn(cfg: TrainConfig, device: str = "cpu",
+                      loss_fn: ReconstructionLoss | None = None) -> Callable[[int], None]:
     """One stage-2 step (as `musiclord.train.amortized._train`): critic update(s) with the lazy
-    gradient penalty, then encoders + generator with the adversarial term on."""
+    gradient penalty, then encoders + generator with the adversarial term on (loss_fn as
+    `latent_step_fn`'s)."""
     ac, mc = cfg.amortized, cfg.model
     classes = [f"c{k}" for k in range(N_CLASSES)]
     model = LordModel(mc, classes).to(device)
     disc = Discriminator(DiscriminatorConfig(channels=ac.disc_channels,
                                              n_classes=N_CLASSES if ac.disc_conditional else 0)).to(device)
-    loss_fn = make_loss(cfg, device)
+    loss_fn = make_loss(cfg, device) if loss_fn is None else loss_fn
     enc_params = list(model.content_encoder.parameters()) + list(model.class_encoder.parameters())
     opt = torch.optim.Adam([
         {"params": enc_params, "lr": ac.lr_encoders},
@@ -168,15 +172,16 @@ def preset_steps(cfg: TrainConfig) -> tuple[int, int]:
     return s1, s2
 
 
-def time_stages(cfg: TrainConfig, device: str, steps: int) -> list[dict[str, float]]:
+def time_stages(cfg: TrainConfig, device: str, steps: int, loss_fn: ReconstructionLoss) -> list[dict[str, float]]:
     """Both stages' s/step and FLOPs/step (FLOPs averaged over a gradient-penalty cycle, which
-    stage 2 pays every gp_every steps; timed over whole cycles)."""
+    stage 2 pays every gp_every steps; timed over whole cycles), both with `loss_fn` (frozen
+    perceptual networks only: no state of its own)."""
     gp_every = cfg.amortized.gp_every
     n2 = max(steps, gp_every * ((steps + gp_every - 1) // gp_every))
     out = []
     for make, batch, n, cycle in ((latent_step_fn, cfg.latent.batch_size, steps, 1),
                                   (amortized_step_fn, cfg.amortized.batch_size, n2, gp_every)):
-        step = make(cfg, device)
+        step = make(cfg, device, loss_fn)
         flops = sum(count_flops(step, i) for i in range(cycle)) / cycle
         out.append({"batch": batch, "n": n, "sec": time_steps(step, n, device=device), "flops": flops})
         del step
@@ -196,8 +201,9 @@ def run(steps: int = STEPS, device: str = "cpu", presets: tuple[str, ...] = ()) 
         cfg = PRESETS[preset]
         s1, s2 = preset_steps(cfg)
         per_epoch = (EPOCH_CLIPS / cfg.latent.batch_size, EPOCH_CLIPS / cfg.amortized.batch_size)
-        stages = time_stages(cfg, device, steps)
-        terms = "+".join(make_loss(cfg).active_terms)
+        loss_fn = make_loss(cfg, device)
+        stages = time_stages(cfg, device, steps, loss_fn)
+        terms = "+".join(loss_fn.active_terms)
         total_s = 0.0
         for name, st, n_run, n_epoch in zip(("stage 1 (latent)", "stage 2 (amortized)"), stages, (s1, s2), per_epoch):
             sec, batch = st["sec"], st["batch"]

@@ -56,23 +56,6 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1, device: str = "cpu") -> float:
-    """Best wall-clock seconds of `repeat` calls after `warmup` calls.
-
-    The minimum, not the mean: on a shared machine other work only ever adds time.
-    """
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def timed_call(fn: Callable[[], T], warmup: int = 0, device: str = "cpu") -> tuple[float, T]:
     """Wall-clock seconds of one call of fn (after `warmup` untimed calls) and its result."""
     for _ in range(warmup):
@@ -82,6 +65,16 @@ def timed_call(fn: Callable[[], T], warmup: int = 0, device: str = "cpu") -> tup
     out = fn()
     sync(device)
     return time.perf_counter() - t0, out
+
+
+def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1, device: str = "cpu") -> float:
+    """Best wall-clock seconds of `repeat` calls after `warmup` calls.
+
+    The minimum, not the mean: on a shared machine other work only ever adds time.
+    """
+    for _ in range(warmup):
+        fn()
+    return min(timed_call(fn, device=device)[0] for _ in range(repeat))
 
 
 def measure_peak(device: str = "cpu", repeat: int = 3) -> dict[str, float]:

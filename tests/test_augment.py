@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from musiclord.audio import MelConfig
+from musiclord.audio import MelConfig, silence_level
 from musiclord.errors import ConfigError
 from musiclord.train.amortized_config import AmortizedConfig
 from musiclord.train.augment import eq_curves, random_eq
 
 CFG = MelConfig()
-FLOOR = (math.log(CFG.log_floor) - CFG.log_mean) / CFG.log_std
+FLOOR = silence_level(CFG)
 
 
 def test_curves_are_smooth_bounded_and_seeded():

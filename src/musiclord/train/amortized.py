@@ -256,9 +256,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         if ac.rerender_prob > 0 and n_alt:
             x_in, n_swapped = swap_rerenders(x, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,
                                              it.local_slice(it.batch_size))
-        if ac.timbre_eq_db > 0:
-            x_in = random_eq(x_in, ac.timbre_eq_db, ds.mel_config, cfg.seed + EQ_SEED, step, it.batch_size,
-                             it.local_slice(it.batch_size))
+        x_in = random_eq(x_in, ac.timbre_eq_db, ds.mel_config, cfg.seed + EQ_SEED, step, it.batch_size,
+                         it.local_slice(it.batch_size))  # x_in itself when timbre_eq_db is 0
         x_in = x_in.to(dev) if x_in is not x else None  # None: the encoders see x itself (one copy to the device)
         x, pos = x.to(dev), pos.to(dev)
         y = labels.to(dev)[pos]

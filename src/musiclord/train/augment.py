@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from musiclord.audio import MelConfig
+from musiclord.audio import MelConfig, silence_level
 
 EQ_SEED = 11  # added to the run's seed, so the curves differ from the rerender swaps' draws
 EQ_COMPONENTS = 4  # cosine components of a curve: smooth over the 128 bands (wiggles >= 1/4 of the range)
@@ -45,6 +45,6 @@ def random_eq(x: torch.Tensor, max_db: float, cfg: MelConfig, seed: int, step: i
     g = torch.Generator().manual_seed(seed * 1000003 + step)
     db = eq_curves(batch_size, x.shape[1], max_db, g)[local]  # (b, M)
     gain = (db * (math.log(10.0) / 10.0) / cfg.log_std).to(x.device, x.dtype)  # dB of power -> normalised log
-    floor = (math.log(cfg.log_floor) - cfg.log_mean) / cfg.log_std
+    floor = silence_level(cfg)
     sounding = x > floor + 1e-3
     return torch.where(sounding, torch.clamp(x + gain[:, :, None], min=floor), x)
