@@ -18,7 +18,8 @@ Griffin-Lim itself is the fast variant (Perraudin, Balazs and Sondergaard 2013) 
 0.99. Two things make each iteration cheap: it runs on the smallest FFT that holds the window
 (1024 points for the paper's 1000-sample window analysed with n_fft 2048: the same signals,
 half the bins; `phase_fft_size`), and it stays frame-major with its buffers reused
-(`framed.py`). Everything is batched torch, on CPU or CUDA.
+(`framed.py`); on a CPU its elementwise steps are fused into one pass each (`fused.py`).
+Everything is batched, on CPU or CUDA.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import functools
 
 import torch
 
+from musiclord.audio import fused
 from musiclord.audio.banded import banded_mel, inversion_basis
-from musiclord.audio.framed import FramedProjection
+from musiclord.audio.framed import FramedProjection, stft_frames
 from musiclord.audio.mel import MelConfig, log_denormalize, stft
 from musiclord.audio.phase import random_phase, vocoder_phase
 
@@ -115,8 +117,9 @@ def griffin_lim(
         n_iter: iterations (one STFT and one inverse STFT each).
         momentum: Perraudin's alpha (0 is plain Griffin-Lim).
         seed: seeds the random initial phase (init "random"), so results are reproducible.
-        init: "vocoder" (phase-locked vocoder phase from the magnitude), "random", or the
-            initial phase itself, (B, F, T+1) radians.
+        init: "vocoder" (phase-locked vocoder phase from the magnitude), "random", the initial
+            phase itself, (B, F, T+1) radians, or a complex (B, F, T+1) spectrogram whose phase
+            is the initial phase.
         mel: (B, n_mels, T+1) mel power the result should match; when given, every iteration
             replaces the magnitude by the rebuilt one after a multiplicative KL update towards
             it. None keeps `magnitude` fixed (classic Griffin-Lim).
@@ -126,55 +129,48 @@ def griffin_lim(
     Returns:
         (B, length) waveform.
     """
-    if refine_every < 1:
-        raise ValueError(f"griffin_lim: refine_every must be >= 1, got {refine_every}")
-    n_fft = 2 * (magnitude.shape[-2] - 1)
-    cfg_mel, cfg = cfg, cfg.replace(n_fft=n_fft)  # the STFT Griffin-Lim runs on
-    if isinstance(init, torch.Tensor):
-        phase = init
+    if isinstance(init, torch.Tensor) and init.is_complex():
+        start = init
+    elif isinstance(init, torch.Tensor):
+        start = torch.polar(torch.ones_like(magnitude), init.to(magnitude.dtype))
     elif init == "vocoder":
-        phase = vocoder_phase(magnitude, cfg)
+        start = torch.polar(torch.ones_like(magnitude), vocoder_phase(magnitude, cfg.replace(n_fft=2 * (magnitude.shape[-2] - 1))))
     elif init == "random":
-        phase = random_phase(magnitude.shape, seed, magnitude.device)
+        start = torch.polar(torch.ones_like(magnitude), random_phase(magnitude.shape, seed, magnitude.device))
     else:
         raise ValueError(f"griffin_lim: init must be 'vocoder' or 'random', not {init!r}")
-    # Frame-major from here on (see `framed.py`): (B, T+1, F) tensors, FFTs along the last axis,
-    # every intermediate in a buffer reused across iterations.
-    magnitude = magnitude.transpose(1, 2).clone(memory_format=torch.contiguous_format)  # updated in place below
-    angles = torch.polar(torch.ones_like(magnitude), phase.transpose(1, 2).contiguous().to(magnitude.dtype))
+    # Frame-major from here on (see `framed.py`): (B, T+1, F) tensors, FFTs along the last axis.
+    frames = lambda x: x.transpose(1, 2).contiguous()  # noqa: E731
+    return _griffin_lim_frames(frames(magnitude), frames(start), cfg, length, n_iter, momentum, mel, refine_every)
+
+
+def _griffin_lim_frames(magnitude: torch.Tensor, start: torch.Tensor, cfg: MelConfig, length: int, n_iter: int,
+                        momentum: float, mel: torch.Tensor | None, refine_every: int) -> torch.Tensor:
+    """`griffin_lim` on frame-major tensors: magnitude (B, T+1, F) real (updated in place when
+    refining) and start (B, T+1, F) complex, whose phase is the initial phase."""
+    if refine_every < 1:
+        raise ValueError(f"griffin_lim: refine_every must be >= 1, got {refine_every}")
+    n_fft = 2 * (magnitude.shape[-1] - 1)
+    cfg_mel, cfg = cfg, cfg.replace(n_fft=n_fft)  # the STFT Griffin-Lim runs on
     proj = FramedProjection(cfg, magnitude.shape[0], magnitude.shape[1], length, magnitude.device, magnitude.dtype)
     if mel is not None:
         banded = banded_mel(cfg_mel, mel.device, mel.dtype, n_fft=n_fft)
-        mass = inversion_basis(cfg_mel, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8)  # (F,)
+        inv_mass = inversion_basis(cfg_mel, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8).reciprocal()  # (F,)
         b, t, f = magnitude.shape
-        power, power_t = torch.empty_like(magnitude), magnitude.new_empty(b, f, t)  # power_t: bins-major, contiguous
+        power_t = magnitude.new_empty(b, f, t)  # bins-major, as the banded filterbank reads it
     beta = momentum / (1 + momentum)
-    eps2 = 1e-32  # (1e-16)^2: keeps a zero bin at zero
-    # The phase is kept unnormalised, `angles * inv` with inv = 1 / |angles|, so normalising it
-    # and applying the magnitude is one product: spec = angles * (magnitude * inv). The real
-    # factor is written into the real part of a complex buffer (imaginary part 0): a complex-by-
-    # real product first copies the real operand to complex (0.64 ms vs 0.17 ms per 10 s block).
-    inv, scale = torch.ones_like(magnitude), torch.zeros_like(angles)
-    scale_re = torch.view_as_real(scale)[..., 0]
-    spec, prev = torch.empty_like(angles), None
+    # The spectrum sent to each inverse STFT is magnitude * A / |A|, A = rebuilt - beta * prev:
+    # A is the start at i = 0 (prev = start, no momentum) and the first rebuilt one at i = 1.
+    spec = torch.empty_like(start)
+    rebuilt, prev, momentum_now = start, start, 0.0
     for i in range(n_iter):
-        torch.mul(magnitude, inv, out=scale_re)
-        torch.mul(angles, scale, out=spec)
-        rebuilt = proj.project(spec)  # (B, T+1, F)
-        if prev is None:
-            angles = rebuilt.clone()
-        else:
-            torch.sub(rebuilt, prev, alpha=beta, out=angles)
-        re, im = torch.view_as_real(angles).unbind(-1)
-        torch.addcmul(re.square(), im, im, out=inv).add_(eps2).rsqrt_()  # 1 / |angles|
+        fused.next_spectrum(rebuilt, prev, magnitude, momentum_now, out=spec)
+        prev, rebuilt = rebuilt, proj.project(spec)  # (B, T+1, F)
+        momentum_now = beta if i >= 1 else 0.0
         if mel is not None and (i % refine_every == 0 or i == n_iter - 1):
-            re, im = torch.view_as_real(rebuilt).unbind(-1)
-            torch.addcmul(re.square(), im, im, out=power)  # (B, T+1, F)
-            ratio = mel / banded.forward(power_t.copy_(power.transpose(1, 2))).clamp_(min=1e-12)  # (B, M, T+1)
-            torch.mul(banded.adjoint(ratio).transpose(1, 2), power, out=magnitude).div_(mass).sqrt_()
-        prev = rebuilt
-    torch.mul(magnitude, inv, out=scale_re)
-    torch.mul(angles, scale, out=spec)
+            ratio = mel / banded.forward(fused.power_bins_major(rebuilt, out=power_t)).clamp_(min=1e-12)  # (B, M, T+1)
+            fused.refined_magnitude(banded.adjoint(ratio), rebuilt, inv_mass, out=magnitude)
+    fused.next_spectrum(rebuilt, prev, magnitude, momentum_now, out=spec)
     return proj.istft(spec).clone()
 
 
@@ -241,9 +237,8 @@ def invert(
         y = griffin_lim(mag, cfg, length, n_iter=n_iter - fine, momentum=momentum, init=init, mel=target,
                         refine_every=refine_every)
         if fine:
-            spec = stft(y, cfg)  # (b, cfg.n_freqs, T+1)
-            y = griffin_lim(spec.abs(), cfg, length, n_iter=fine, momentum=momentum, init=spec.angle(), mel=target,
-                            refine_every=refine_every)
+            spec = stft_frames(y, cfg)  # (b, T+1, cfg.n_freqs), its own phase is the start
+            y = _griffin_lim_frames(spec.abs(), spec, cfg, length, fine, momentum, target, refine_every)
         outs.append(y)
     out = torch.cat(outs, 0)
     return out[0] if squeeze else out

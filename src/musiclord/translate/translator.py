@@ -21,7 +21,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from musiclord.audio import MelConfig, audio_info, invert, silence_level, stream_audio
+from musiclord.audio import MelConfig, audio_info, fused, invert, silence_level, stream_audio
 from musiclord.errors import AudioError, MusiclordError
 from musiclord.models import LordModel, load_model
 from musiclord.translate.config import TranslateConfig, as_mono, resolve_device
@@ -60,6 +60,8 @@ class Translator:
         self._meta = dict(meta or {})
         self.cfg = cfg
         self._silence = silence_level(mel_cfg)
+        if self.device.type == "cpu":
+            fused.warm_up()  # a one-off cost of loading, not of the first file's inversion
         if model.cfg.n_frames != mel_cfg.n_frames or model.cfg.n_mels != mel_cfg.n_mels:
             raise MusiclordError("model and mel config disagree on the clip size")
 

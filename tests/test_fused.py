@@ -1,0 +1,92 @@
+"""The fused Griffin-Lim steps: numba kernels against their torch twins, and the whole inversion
+through either path."""
+
+import pytest
+import torch
+
+from musiclord.audio import MelConfig, griffin_lim, invert, logmel
+from musiclord.audio import fused
+
+needs_numba = pytest.mark.skipif(fused.numba is None, reason="numba not installed")
+
+
+def _spectra(seed: int = 0, shape: tuple[int, int, int] = (2, 7, 9)) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    rebuilt = torch.randn(*shape, dtype=torch.complex64, generator=g)
+    prev = torch.randn(*shape, dtype=torch.complex64, generator=g)
+    rebuilt[0, 0, :3] = 0  # zero bins must stay zero, not NaN
+    prev[0, 0, :3] = 0
+    magnitude = torch.rand(*shape, generator=g)
+    return rebuilt, prev, magnitude
+
+
+def _both(monkeypatch, fn):
+    """fn() through the numba kernels and through torch."""
+    monkeypatch.setenv("MUSICLORD_NUMBA", "1")
+    a = fn()
+    monkeypatch.setenv("MUSICLORD_NUMBA", "0")
+    b = fn()
+    return a, b
+
+
+def test_torch_twin_is_the_definition(monkeypatch):
+    rebuilt, prev, magnitude = _spectra()
+    a = rebuilt - 0.4 * prev
+    expected = torch.where(a.abs() > 0, magnitude * a / a.abs().clamp(min=1e-30), torch.zeros_like(a))
+    monkeypatch.setenv("MUSICLORD_NUMBA", "0")
+    got = fused.next_spectrum(rebuilt, prev, magnitude, 0.4, out=torch.empty_like(rebuilt))
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+@needs_numba
+def test_next_spectrum_numba_matches_torch(monkeypatch):
+    rebuilt, prev, magnitude = _spectra()
+    a, b = _both(monkeypatch, lambda: fused.next_spectrum(rebuilt, prev, magnitude, 0.497, out=torch.empty_like(rebuilt)))
+    assert torch.isfinite(torch.view_as_real(a)).all()
+    assert (a[0, 0, :3] == 0).all()
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@needs_numba
+def test_power_and_magnitude_numba_match_torch(monkeypatch):
+    x, _, _ = _spectra(1)
+    b_, t, f = x.shape
+    p_numba, p_torch = _both(monkeypatch, lambda: fused.power_bins_major(x, out=torch.empty(b_, f, t)))
+    torch.testing.assert_close(p_numba, p_torch)
+    torch.testing.assert_close(p_numba, x.abs().square().transpose(1, 2), atol=1e-6, rtol=1e-5)
+    adj, inv_mass = torch.rand(b_, f, t), torch.rand(f) + 0.5
+    m_numba, m_torch = _both(monkeypatch, lambda: fused.refined_magnitude(adj, x, inv_mass, out=torch.empty(b_, t, f)))
+    torch.testing.assert_close(m_numba, m_torch, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(m_numba, (adj.transpose(1, 2) * x.abs().square() * inv_mass).sqrt(), atol=1e-6, rtol=1e-5)
+
+
+def test_use_numba_only_for_cpu_complex64(monkeypatch):
+    monkeypatch.setenv("MUSICLORD_NUMBA", "1")
+    assert not fused.use_numba(torch.zeros(2, dtype=torch.complex128))
+    monkeypatch.setenv("MUSICLORD_NUMBA", "0")
+    assert not fused.use_numba(torch.zeros(2, dtype=torch.complex64))
+    fused.warm_up()  # a no-op when switched off, and must not fail either way
+
+
+@needs_numba
+def test_invert_same_through_both_paths(monkeypatch):
+    """The whole inversion (1024-point phase retrieval, mel refinement, 2048-point polish) gives
+    the same waveform with and without the kernels."""
+    cfg = MelConfig()
+    t = torch.arange(2 * cfg.sample_rate) / cfg.sample_rate
+    x = (torch.sin(2 * torch.pi * 220 * t) + 0.5 * torch.sin(2 * torch.pi * 440 * t))[None] * torch.exp(-t)
+    lm = logmel(x, cfg)
+    a, b = _both(monkeypatch, lambda: invert(lm, cfg, n_iter=12, polish=4))
+    assert a.shape == b.shape == (1, lm.shape[-1] * cfg.hop_length)
+    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+def test_griffin_lim_complex_init_is_its_phase():
+    """A complex start spectrum and its angle as the initial phase give the same result."""
+    cfg = MelConfig(n_fft=512, win_length=400, hop_length=100)
+    g = torch.Generator().manual_seed(3)
+    spec = torch.randn(1, 257, 21, dtype=torch.complex64, generator=g)
+    mag = spec.abs()
+    a = griffin_lim(mag, cfg, 2000, n_iter=5, init=spec * 3.0)
+    b = griffin_lim(mag, cfg, 2000, n_iter=5, init=spec.angle())
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
