@@ -175,7 +175,8 @@ def gl_quality(iters: tuple[int, ...] = (16, 32, 64), block_s: float = 10.0, dev
 
 
 def run(cases: tuple[tuple[float, int], ...] = CASES, device: str = "cpu", repeats: int = 0) -> str:
-    """The translate table; `repeats` runs of the first case (0: 5 on a CPU, 1 on a GPU)."""
+    """The translate table; `repeats` runs of the first length at default settings (0: 5 on a
+    CPU, 1 on a GPU)."""
     from musiclord.pretrained import has_pretrained, pretrained_path
 
     gpu = device.startswith("cuda")
@@ -194,9 +195,9 @@ def run(cases: tuple[tuple[float, int], ...] = CASES, device: str = "cpu", repea
             src = tmp_p / f"in_{int(sec)}s.wav"
             if not src.exists():
                 write_recording(src, sec)
-            # The headline case runs `repeats` times (this VM's speed drifts by +-15% from minute
-            # to minute): its row gives the median run and the range.
-            reps = repeats if (sec, gl, name) == (cases[0][0], 0, "demo") else 1
+            # The headline cases (first length, default iterations) run `repeats` times (this VM's
+            # speed drifts by +-15% from minute to minute): their rows give the median run and range.
+            reps = repeats if (sec, gl) == (cases[0][0], 0) else 1
             tries = [translate_in_subprocess(path, src, tmp_p / f"out_{int(sec)}s.wav", gl, device) for _ in range(reps)]
             tries.sort(key=lambda r: r["seconds"])
             r = tries[len(tries) // 2]

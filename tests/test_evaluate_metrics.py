@@ -84,3 +84,18 @@ def test_probe_reports_chance_of_unbalanced_labels() -> None:
     labels = np.array([0] * 30 + [1] * 10)
     r = probe_accuracy(np.zeros((40, 3)), labels)
     assert r["chance"] == pytest.approx(0.75)
+
+
+def test_probe_interval_brackets_the_accuracy_and_narrows_with_n() -> None:
+    from musiclord.evaluate.probe import wilson_interval
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 30)
+    centers = rng.standard_normal((4, 16))
+    r = probe_accuracy(centers[labels] + 1.5 * rng.standard_normal((120, 16)), labels, seed=0, repeats=3)
+    lo, hi = r["ci95"]
+    assert lo < r["accuracy"] < hi and r["repeats"] == 3
+    assert 0.25 < r["accuracy"] < 1.0  # partly separable: neither chance nor perfect
+    width = lambda n: wilson_interval(0.5, n)[1] - wilson_interval(0.5, n)[0]  # noqa: E731
+    assert width(800) < 0.55 * width(200)  # about 1 / sqrt(n)
+    assert wilson_interval(0.57, 200) == pytest.approx((0.50, 0.64), abs=0.01)

@@ -9,23 +9,38 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, float]:
+def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% for z = 1.96) of a proportion p observed on n trials."""
+    if n <= 0 or not np.isfinite(p):
+        return float("nan"), float("nan")
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(mid - half), float(mid + half)
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0,
+                   repeats: int = 5) -> dict[str, float]:
     """Cross-validated accuracy of a linear classifier reading `labels` from `features`.
 
-    Standardised features, L2-regularised logistic regression (sklearn), stratified K folds.
+    Standardised features, L2-regularised logistic regression (sklearn), stratified K folds,
+    repeated with `repeats` different shuffles so that the figure does not hang on one split into
+    folds. Every clip is predicted once per repeat by a classifier that did not see it.
 
     Args:
         features: (N, D) codes (flatten them first).
         labels: (N,) integer classes.
         folds: K (reduced to the smallest class size when that is smaller, at least 2).
-        seed: fold shuffling.
+        seed: fold shuffling of the first repeat (then seed + 1, ...).
+        repeats: repetitions of the K-fold split.
 
     Returns:
-        {"accuracy": mean held-out accuracy, "std": its spread over folds, "chance": share of
-        the most frequent class, "folds": K, "n": N}.
+        {"accuracy": held-out accuracy averaged over the repeats, "ci95": its 95% Wilson interval
+        over the N clips (how far another sample of N clips could move it; a few points of fold
+        noise come on top), "std": spread of the per-fold accuracies, "chance": share of the
+        most frequent class, "folds": K, "repeats", "n": N}.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -34,12 +49,18 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, see
     counts = np.unique(y, return_counts=True)[1]
     chance = float(counts.max() / counts.sum())
     k = int(min(folds, counts.min()))
+    out = {"chance": chance, "folds": k, "repeats": repeats, "n": len(y)}
     if len(counts) < 2 or k < 2:
-        return {"accuracy": float("nan"), "std": float("nan"), "chance": chance, "folds": k, "n": len(y)}
+        return {"accuracy": float("nan"), "ci95": [float("nan")] * 2, "std": float("nan"), **out}
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    scores = cross_val_score(clf, x, y, cv=cv)
-    return {"accuracy": float(scores.mean()), "std": float(scores.std()), "chance": chance, "folds": k, "n": len(y)}
+    accs, fold_accs = [], []
+    for r in range(max(1, repeats)):
+        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed + r)
+        hit = cross_val_predict(clf, x, y, cv=cv) == y
+        accs.append(hit.mean())
+        fold_accs += [hit[test].mean() for _, test in cv.split(x, y)]
+    acc = float(np.mean(accs))
+    return {"accuracy": acc, "ci95": list(wilson_interval(acc, len(y))), "std": float(np.std(fold_accs)), **out}
 
 
 def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:

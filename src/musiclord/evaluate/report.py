@@ -42,11 +42,18 @@ def _fmt(v: Any, spec: str) -> str:
     return "–" if v is None else spec.format(v)
 
 
+def _cell(summary: dict[str, Any], key: str, spec: str) -> str:
+    """A summary value, with its 95% interval where the summary has one (`<key>_ci`)."""
+    ci = summary.get(f"{key}_ci")
+    text = _fmt(summary.get(key), spec)
+    return text if not ci or None in ci else f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
 def summary_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table: one row per metric, one column per model."""
     names = list(metrics["models"])
     header = ["metric (split: test)", *names]
-    rows = [[label, *(_fmt(metrics["models"][n]["summary"].get(key), spec) for n in names)] for key, label, spec in SUMMARY_ROWS]
+    rows = [[label, *(_cell(metrics["models"][n]["summary"], key, spec) for n in names)] for key, label, spec in SUMMARY_ROWS]
     ctl = metrics.get("controls", {})
     for key, label in (("class_mean", "control: target-class mean spectrogram"), ("random_model", "control: random-weight model")):
         if key in ctl:

@@ -244,6 +244,7 @@ def _summary(per_pair: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]
         "pitch": mean([per_pair[k]["pitch"] for k in keys]),
         "pitch_copy": mean([base[k]["pitch_copy"] for k in keys]),
         "content_probe": probes["content"]["accuracy"],
+        "content_probe_ci": probes["content"].get("ci95"),
         "class_probe": probes["class"]["accuracy"],
         "probe_chance": probes["content"]["chance"],
     }
