@@ -24,10 +24,14 @@ and 1.03 ms in torch; `invert` as a whole got about 25% faster (docs/benchmarks.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 import torch
+
+from musiclord.audio.banded import banded_mel, inversion_basis
+from musiclord.audio.mel import MelConfig
 
 try:  # numba is a dependency; its absence only costs speed
     import numba
@@ -47,7 +51,9 @@ def use_numba(x: torch.Tensor) -> bool:
 if numba is not None:
     # parallel=True even where one thread runs: the parallel-loop lowering vectorises these loops
     # (AVX), a plain loop of numba's does not (it checks each index for wraparound): 4x faster.
-    _jit = numba.njit(parallel=True, nogil=True, cache=True, fastmath=False)
+    def _jit(fn=None, fastmath=False):
+        options = dict(parallel=True, nogil=True, cache=True, fastmath=fastmath)
+        return numba.njit(**options)(fn) if fn is not None else numba.njit(**options)
 
     @_jit
     def _next_spectrum_rows(r, p, mag, beta, out):  # pragma: no cover - compiled
@@ -57,24 +63,27 @@ if numba is not None:
                 z = r[i, k] - beta * p[i, k]
                 out[i, k] = z * (mag[i, k] / np.sqrt(z.real * z.real + z.imag * z.imag + eps))
 
-    @_jit
-    def _power_rows(x, out):  # pragma: no cover - compiled
-        n_frames = out.shape[2]
+    @_jit(fastmath=True)  # fastmath: the band sums may be reassociated (vectorised)
+    def _refine_rows(x, mel, lo, hi, off, wts, inv_mass, out):  # pragma: no cover - compiled
+        # x (R, F) complex, mel (R, M) target, out (R, F): per frame, power -> its mel (band
+        # sums) -> ratio to the target -> back through the filterbank's transpose -> magnitude.
+        n_freqs = x.shape[1]
         for i in numba.prange(x.shape[0]):
-            b, t = i // n_frames, i % n_frames
-            for k in range(x.shape[1]):
-                z = x[i, k]
-                out[b, k, t] = z.real * z.real + z.imag * z.imag
-
-    @_jit
-    def _magnitude_rows(adj, x, inv_mass, out):  # pragma: no cover - compiled
-        n_frames = adj.shape[2]
-        for i in numba.prange(x.shape[0]):
-            b, t = i // n_frames, i % n_frames
-            for k in range(x.shape[1]):
-                z = x[i, k]
-                out[i, k] = np.sqrt(adj[b, k, t] * (z.real * z.real + z.imag * z.imag) * inv_mass[k])
-
+            power = np.empty(n_freqs, np.float32)
+            back = np.zeros(n_freqs, np.float32)
+            xi, oi = x[i], out[i]
+            for k in range(n_freqs):
+                power[k] = xi[k].real * xi[k].real + xi[k].imag * xi[k].imag
+            for m in range(mel.shape[1]):
+                w, p, acc = wts[off[m]: off[m + 1]], power[lo[m]: hi[m]], back[lo[m]: hi[m]]
+                s = np.float32(0.0)
+                for k in range(w.shape[0]):
+                    s += w[k] * p[k]
+                r = mel[i, m] / max(s, np.float32(1e-12))
+                for k in range(w.shape[0]):
+                    acc[k] += w[k] * r
+            for k in range(n_freqs):
+                oi[k] = np.sqrt(back[k] * power[k] * inv_mass[k])
 
     @_jit
     def _analysis_rows(frames, window, inv_env, n_frames, n_fft, hop, lead, start, length, out):  # pragma: no cover
@@ -140,34 +149,6 @@ def next_spectrum(rebuilt: torch.Tensor, prev: torch.Tensor, magnitude: torch.Te
     return a.mul_(scale)
 
 
-def power_bins_major(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """out = |x|^2 transposed: (B, T, F) complex -> (B, F, T) real, written into `out`."""
-    if use_numba(x):
-        _threads()
-        _power_rows(_rows(x), out.numpy())
-        return out
-    re, im = torch.view_as_real(x).unbind(-1)
-    return out.copy_(torch.addcmul(re.square(), im, im).transpose(1, 2))
-
-
-def refined_magnitude(adjoint: torch.Tensor, x: torch.Tensor, inv_mass: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """out = sqrt(adjoint^T * |x|^2 * inv_mass): the magnitude after one multiplicative update.
-
-    Args:
-        adjoint: (B, F, T) real, the filterbank's adjoint applied to target mel / current mel.
-        x: (B, T, F) complex, the current spectrum.
-        inv_mass: (F,) 1 / each bin's filter mass.
-        out: (B, T, F) real.
-    """
-    if use_numba(x):
-        _threads()
-        _magnitude_rows(adjoint.contiguous().numpy(), _rows(x), inv_mass.numpy(), _rows(out))
-        return out
-    re, im = torch.view_as_real(x).unbind(-1)
-    power = torch.addcmul(re.square(), im, im)
-    return torch.mul(adjoint.transpose(1, 2), power, out=out).mul_(inv_mass).sqrt_()
-
-
 def analysis_frames(frames: torch.Tensor, window: torch.Tensor, inv_env: torch.Tensor, hop: int, length: int,
                     out: torch.Tensor) -> None:
     """The windowed analysis frames of the signal that frames overlap-add to, in one pass (numba).
@@ -195,7 +176,57 @@ def warm_up() -> None:
     x = torch.ones(1, 2, 3, dtype=torch.complex64)
     if not use_numba(x):
         return
-    mag, power_t = torch.ones(1, 2, 3), torch.empty(1, 3, 2)
+    mag = torch.ones(1, 2, 3)
     next_spectrum(x, x, mag, 0.5, out=torch.empty_like(x))
     analysis_frames(torch.ones(1, 2, 4), torch.ones(2), torch.ones(1), 1, 1, out=torch.zeros(1, 2, 4))
-    refined_magnitude(power_bins_major(x, out=power_t), x, torch.ones(3), out=mag)
+    spec = torch.ones(1, 2, 513, dtype=torch.complex64)
+    MelRefiner(MelConfig(), 1024, torch.ones(1, MelConfig().n_mels, 2))(spec, out=torch.empty(1, 2, 513))
+
+
+@functools.lru_cache(maxsize=8)
+def _band_rows(cfg: MelConfig, n_fft: int) -> tuple[np.ndarray, ...]:
+    """The filterbank seen from an n_fft STFT as rows of contiguous bands: lo, hi (M,), offsets
+    (M + 1,) into the concatenated weights."""
+    basis = inversion_basis(cfg, n_fft).numpy()  # (M, F)
+    lo, hi, wts = [], [], []
+    for row in basis:
+        nz = np.flatnonzero(row)
+        a, b = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
+        lo.append(a), hi.append(b), wts.append(row[a:b])
+    off = np.concatenate([[0], np.cumsum([len(w) for w in wts])]).astype(np.int64)
+    return np.array(lo, np.int64), np.array(hi, np.int64), off, np.concatenate(wts).astype(np.float32)
+
+
+class MelRefiner:
+    """One multiplicative (KL) update of a magnitude towards a target mel, as Griffin-Lim's mel
+    refinement does it: |X| <- sqrt(M^T (mel / M |X|^2) * |X|^2 / mass), M the filterbank seen from
+    the STFT (`inversion_basis`), mass its column sums.
+
+    On a CPU one numba pass per frame does it all (each bin lies under at most two filters, so the
+    band sums are short); elsewhere the banded filterbank products in torch.
+
+    Args:
+        cfg: the mel representation.
+        n_fft: the STFT the magnitudes belong to.
+        mel: (B, n_mels, T) target mel power.
+    """
+
+    def __init__(self, cfg: MelConfig, n_fft: int, mel: torch.Tensor) -> None:
+        self.inv_mass = inversion_basis(cfg, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8).reciprocal()  # (F,)
+        self.numba = use_numba(torch.empty(0, dtype=torch.complex64, device=mel.device)) and mel.dtype == torch.float32
+        if self.numba:
+            self.rows = _band_rows(cfg, n_fft)
+            self.mel = mel.transpose(1, 2).contiguous()  # (B, T, M), frame-major as the spectra
+        else:
+            self.banded, self.mel = banded_mel(cfg, mel.device, mel.dtype, n_fft=n_fft), mel
+
+    def __call__(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, F) complex spectrum; out: (B, T, F) real, the refined magnitude."""
+        if self.numba:
+            _threads()
+            _refine_rows(_rows(x), _rows(self.mel), *self.rows, self.inv_mass.numpy(), _rows(out))
+            return out
+        re, im = torch.view_as_real(x).unbind(-1)
+        power = torch.addcmul(re.square(), im, im)  # (B, T, F)
+        ratio = self.mel / self.banded.forward(power.transpose(1, 2).contiguous()).clamp_(min=1e-12)  # (B, M, T)
+        return torch.mul(self.banded.adjoint(ratio).transpose(1, 2), power, out=out).mul_(self.inv_mass).sqrt_()

@@ -153,11 +153,7 @@ def _griffin_lim_frames(magnitude: torch.Tensor, start: torch.Tensor, cfg: MelCo
     n_fft = 2 * (magnitude.shape[-1] - 1)
     cfg_mel, cfg = cfg, cfg.replace(n_fft=n_fft)  # the STFT Griffin-Lim runs on
     proj = FramedProjection(cfg, magnitude.shape[0], magnitude.shape[1], length, magnitude.device, magnitude.dtype)
-    if mel is not None:
-        banded = banded_mel(cfg_mel, mel.device, mel.dtype, n_fft=n_fft)
-        inv_mass = inversion_basis(cfg_mel, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8).reciprocal()  # (F,)
-        b, t, f = magnitude.shape
-        power_t = magnitude.new_empty(b, f, t)  # bins-major, as the banded filterbank reads it
+    refine = fused.MelRefiner(cfg_mel, n_fft, mel) if mel is not None else None
     beta = momentum / (1 + momentum)
     # The spectrum sent to each inverse STFT is magnitude * A / |A|, A = rebuilt - beta * prev:
     # A is the start at i = 0 (prev = start, no momentum) and the first rebuilt one at i = 1.
@@ -167,9 +163,8 @@ def _griffin_lim_frames(magnitude: torch.Tensor, start: torch.Tensor, cfg: MelCo
         fused.next_spectrum(rebuilt, prev, magnitude, momentum_now, out=spec)
         prev, rebuilt = rebuilt, proj.project(spec)  # (B, T+1, F)
         momentum_now = beta if i >= 1 else 0.0
-        if mel is not None and (i % refine_every == 0 or i == n_iter - 1):
-            ratio = mel / banded.forward(fused.power_bins_major(rebuilt, out=power_t)).clamp_(min=1e-12)  # (B, M, T+1)
-            fused.refined_magnitude(banded.adjoint(ratio), rebuilt, inv_mass, out=magnitude)
+        if refine is not None and (i % refine_every == 0 or i == n_iter - 1):
+            refine(rebuilt, out=magnitude)
     fused.next_spectrum(rebuilt, prev, magnitude, momentum_now, out=spec)
     return proj.istft(spec).clone()
 
