@@ -111,3 +111,17 @@ def test_projection_analysis_frames_match_torch(monkeypatch):
     a, b = _both(monkeypatch, lambda: FramedProjection(cfg, 2, 13, 12 * cfg.hop_length, "cpu").project(spec))
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     assert a.abs().amax() > 1.0  # not trivially zero
+
+
+@needs_numba
+@pytest.mark.parametrize("n_fft", [1024, 2048])
+def test_nnls_numba_matches_torch(monkeypatch, n_fft):
+    from musiclord.audio import mel_to_linear
+
+    cfg = MelConfig()
+    g = torch.Generator().manual_seed(4)
+    mel = torch.rand(2, cfg.n_mels, 9, generator=g) ** 4 * 30.0  # peaky, two clips of different scale
+    mel[1] *= 1e-3
+    a, b = _both(monkeypatch, lambda: mel_to_linear(mel, cfg, n_iter=25, n_fft=n_fft))
+    assert a.shape == b.shape == (2, n_fft // 2 + 1, 9) and (a >= 0).all()
+    torch.testing.assert_close(a, b, atol=1e-6 * float(b.abs().max()), rtol=1e-4)

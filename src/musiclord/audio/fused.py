@@ -85,6 +85,40 @@ if numba is not None:
             for k in range(n_freqs):
                 oi[k] = np.sqrt(back[k] * power[k] * inv_mass[k])
 
+    @_jit(fastmath=True)
+    def _nnls_rows(mel, lo, hi, off, wts, wts_scaled, norms, inv_mass, step, weights, out):  # pragma: no cover
+        # FISTA for min ||A u - mel||, u >= 0, one frame per row: A = filterbank / norms (unit
+        # columns), started from the transpose spread over each bin's mass; out = u / norms.
+        n_freqs = out.shape[1]
+        for i in numba.prange(mel.shape[0]):
+            x = np.zeros(n_freqs, np.float32)
+            y = np.empty(n_freqs, np.float32)
+            g = np.empty(n_freqs, np.float32)
+            for m in range(mel.shape[1]):
+                w, acc = wts[off[m]: off[m + 1]], x[lo[m]: hi[m]]
+                for k in range(w.shape[0]):
+                    acc[k] += w[k] * mel[i, m]
+            for k in range(n_freqs):
+                x[k] *= inv_mass[k] * norms[k]
+                y[k] = x[k]
+            for it in range(weights.shape[0]):
+                g[:] = 0.0
+                for m in range(mel.shape[1]):
+                    w, yy, gg = wts_scaled[off[m]: off[m + 1]], y[lo[m]: hi[m]], g[lo[m]: hi[m]]
+                    r = np.float32(0.0)
+                    for k in range(w.shape[0]):
+                        r += w[k] * yy[k]
+                    r -= mel[i, m]
+                    for k in range(w.shape[0]):
+                        gg[k] += w[k] * r
+                c = weights[it]
+                for k in range(n_freqs):
+                    xn = max(y[k] - step * g[k], np.float32(0.0))
+                    y[k] = x[k] + c * (xn - x[k])
+                    x[k] = xn
+            for k in range(n_freqs):
+                out[i, k] = x[k] / norms[k]
+
     @_jit
     def _analysis_rows(frames, window, inv_env, n_frames, n_fft, hop, lead, start, length, out):  # pragma: no cover
         # frames, out: flat (B * T * n_fft,). Output frame t's window region [lead, lead + win) is
@@ -179,8 +213,9 @@ def warm_up() -> None:
     mag = torch.ones(1, 2, 3)
     next_spectrum(x, x, mag, 0.5, out=torch.empty_like(x))
     analysis_frames(torch.ones(1, 2, 4), torch.ones(2), torch.ones(1), 1, 1, out=torch.zeros(1, 2, 4))
-    spec = torch.ones(1, 2, 513, dtype=torch.complex64)
-    MelRefiner(MelConfig(), 1024, torch.ones(1, MelConfig().n_mels, 2))(spec, out=torch.empty(1, 2, 513))
+    spec, cfg = torch.ones(1, 2, 513, dtype=torch.complex64), MelConfig()
+    MelRefiner(cfg, 1024, torch.ones(1, cfg.n_mels, 2))(spec, out=torch.empty(1, 2, 513))
+    nnls_frames(torch.ones(1, cfg.n_mels, 2), cfg, 1024, 1, 0.5)
 
 
 @functools.lru_cache(maxsize=8)
@@ -195,6 +230,16 @@ def _band_rows(cfg: MelConfig, n_fft: int) -> tuple[np.ndarray, ...]:
         lo.append(a), hi.append(b), wts.append(row[a:b])
     off = np.concatenate([[0], np.cumsum([len(w) for w in wts])]).astype(np.int64)
     return np.array(lo, np.int64), np.array(hi, np.int64), off, np.concatenate(wts).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _nnls_tables(cfg: MelConfig, n_fft: int) -> tuple[np.ndarray, ...]:
+    """The band weights divided by their columns' norms, the norms, 1 / the columns' mass."""
+    lo, hi, off, wts = _band_rows(cfg, n_fft)
+    basis = inversion_basis(cfg, n_fft)
+    norms = torch.linalg.vector_norm(basis, dim=0).clamp(min=1e-8).numpy()
+    scaled = np.concatenate([wts[off[m]: off[m + 1]] / norms[lo[m]: hi[m]] for m in range(len(lo))])
+    return scaled.astype(np.float32), norms, basis.sum(0).clamp(min=1e-8).reciprocal().numpy()
 
 
 class MelRefiner:
@@ -230,3 +275,27 @@ class MelRefiner:
         power = torch.addcmul(re.square(), im, im)  # (B, T, F)
         ratio = self.mel / self.banded.forward(power.transpose(1, 2).contiguous()).clamp_(min=1e-12)  # (B, M, T)
         return torch.mul(self.banded.adjoint(ratio).transpose(1, 2), power, out=out).mul_(self.inv_mass).sqrt_()
+
+
+def nnls_frames(mel: torch.Tensor, cfg: MelConfig, n_fft: int, n_iter: int, step: float) -> torch.Tensor:
+    """`griffinlim.mel_to_linear`'s FISTA, one numba pass per frame (CPU float32 only).
+
+    Args:
+        mel: (B, n_mels, T) mel power, scaled to a peak of about 1.
+        step: 1 / the Lipschitz constant of the column-normalised filterbank.
+
+    Returns:
+        (B, n_fft // 2 + 1, T) linear power.
+    """
+    weights, t = [], 1.0  # FISTA's extrapolation weight per iteration (the same for every frame)
+    for _ in range(n_iter):
+        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        weights.append(1 + (t - 1) / t_new)
+        t = t_new
+    b, _, n = mel.shape
+    frames = mel.transpose(1, 2).contiguous()  # (B, T, M)
+    out = torch.empty(b, n, n_fft // 2 + 1)
+    _threads()
+    _nnls_rows(_rows(frames), *_band_rows(cfg, n_fft), *_nnls_tables(cfg, n_fft), np.float32(step),
+               np.array(weights, np.float32), _rows(out))
+    return out.transpose(1, 2)
