@@ -67,11 +67,12 @@ def test_mel_refiner_numba_matches_torch_and_definition(monkeypatch, n_fft):
     torch.testing.assert_close(a, dense, atol=1e-5, rtol=1e-3)
 
 
-def test_use_numba_only_for_cpu_complex64(monkeypatch):
+def test_use_numba_only_for_cpu_float32(monkeypatch):
     monkeypatch.setenv("MUSICLORD_NUMBA", "1")
-    assert not fused.use_numba(torch.zeros(2, dtype=torch.complex128))
+    assert not fused.use_numba("cpu", torch.complex128) and not fused.use_numba("cpu", torch.float64)
+    assert fused.use_numba("cpu", torch.float32) == (fused.numba is not None)
     monkeypatch.setenv("MUSICLORD_NUMBA", "0")
-    assert not fused.use_numba(torch.zeros(2, dtype=torch.complex64))
+    assert not fused.use_numba("cpu", torch.complex64)
     fused.warm_up()  # a no-op when switched off, and must not fail either way
 
 

@@ -133,7 +133,7 @@ class FramedProjection:
         self.ola = torch.empty(batch, n_frames + self.k - 1, hop, device=device, dtype=dtype)
         self.wave = torch.zeros(batch, length + n_fft, device=device, dtype=dtype)  # zero-padded signal
         self.analysis = torch.zeros(batch, n_frames, n_fft, device=device, dtype=dtype)  # zero outside the window
-        self.numba = fused.use_numba(torch.empty(0, dtype=torch.complex64, device=device)) and dtype == torch.float32
+        self.numba = fused.use_numba(device, dtype)
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
         """(B, T+1, F) complex -> (B, length) waveform, a view of an internal buffer."""

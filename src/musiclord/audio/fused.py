@@ -1,25 +1,24 @@
-"""Griffin-Lim's elementwise steps, each one pass over memory: numba kernels on a CPU, torch elsewhere.
+"""Inversion's elementwise work, one pass over memory per step: numba kernels on a CPU, torch elsewhere.
 
 Per iteration Griffin-Lim does two FFTs and a chain of elementwise steps. In torch each step is
-a kernel of its own that reads and writes whole spectrograms (a 10 s block's is 2.6 MB), so the
-chain that turns the rebuilt spectrum into the next one (momentum, |.|, 1/|.|, times the
-magnitude) is seven passes, two of them strided over the real and imaginary parts, and the mel
-refinement adds a transposed copy and four more. On a 2-core CPU those passes took as long as
-the FFTs. Here each step is one loop over the frames that reads its inputs once:
+a kernel of its own that reads and writes whole spectrograms (a 10 s block's is 2.6 MB), and in
+the loop the CPU waits on memory: every step took 1.5-3x longer there than alone. Here each step
+is one loop over the frames that reads its inputs once:
 
-- `next_spectrum`: S = mag * A / |A| with A = rebuilt - beta * prev (fast Griffin-Lim's
-  momentum step and the projection onto the target magnitude);
-- `power_bins_major`: |X|^2 written bins-major, the layout the banded filterbank reads;
-- `refined_magnitude`: sqrt(adjoint(ratio) * |X|^2 / mass), back to frame-major.
+- `next_spectrum`: S = mag * A / |A|, A = rebuilt - beta * prev (fast Griffin-Lim's momentum and
+  the projection onto the magnitude; seven torch passes);
+- `analysis_frames`: inverse-FFT frames -> windowed analysis frames of the signal they
+  overlap-add to (windows, overlap-add, envelope; five torch passes);
+- `MelRefiner`: the multiplicative update of the magnitude towards the target mel, per frame
+  (power, band sums, ratio, transpose, magnitude; each bin lies under at most two filters);
+- `nnls_frames`: the mel -> linear FISTA of `griffinlim.mel_to_linear`, per frame.
 
-The numba kernels split the frames over as many threads as torch uses (numba's threading layer:
+The kernels split the frames over as many threads as torch uses (numba's threading layer:
 OpenMP where the machine has it, else its own work queue, which must not be entered from two
-Python threads at once; musiclord inverts from one thread). Loading them costs about 1 s once per
-process (`warm_up`; the translator pays it when it loads, not in the first file). Each kernel
-has a torch twin with the same result, used on a GPU (where the chain is a few launches), for
-other dtypes, where numba is missing or MUSICLORD_NUMBA=0, and in the tests as the reference.
-On a 10 s block (2 CPU threads) the three steps take 0.28, 0.24 and 0.39 ms against 1.26, 0.67
-and 1.03 ms in torch; `invert` as a whole got about 25% faster (docs/benchmarks.md).
+Python threads at once; musiclord inverts from one thread). Loading them costs 0.5-1 s once per
+process (`warm_up`; the translator pays it when it loads, not in the first file). Each has a
+torch path with the same result, used on a GPU, for other dtypes, where numba is missing or
+MUSICLORD_NUMBA=0, and in the tests as the reference. Figures: docs/benchmarks.md (session 6).
 """
 
 from __future__ import annotations
@@ -41,16 +40,16 @@ except ImportError:  # pragma: no cover
 EPS2 = 1e-32  # (1e-16)^2 added to |A|^2: a zero bin stays zero instead of dividing by zero
 
 
-def use_numba(x: torch.Tensor) -> bool:
-    """Whether the numba kernels serve x: a CPU complex64 tensor, numba importable, and not
-    switched off with MUSICLORD_NUMBA=0."""
-    return (numba is not None and x.device.type == "cpu" and x.dtype == torch.complex64
+def use_numba(device: torch.device | str, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the numba kernels serve tensors of this device and dtype: CPU float32 (or
+    complex64), numba importable, and not switched off with MUSICLORD_NUMBA=0."""
+    return (numba is not None and torch.device(device).type == "cpu" and dtype in (torch.float32, torch.complex64)
             and os.environ.get("MUSICLORD_NUMBA", "1") != "0")
 
 
 if numba is not None:
-    # parallel=True even where one thread runs: the parallel-loop lowering vectorises these loops
-    # (AVX), a plain loop of numba's does not (it checks each index for wraparound): 4x faster.
+    # parallel=True: numba vectorised these loops (AVX) only in its parallel-loop lowering; as
+    # plain loops they ran 4x slower, even on one thread.
     def _jit(fn=None, fastmath=False):
         options = dict(parallel=True, nogil=True, cache=True, fastmath=fastmath)
         return numba.njit(**options)(fn) if fn is not None else numba.njit(**options)
@@ -173,7 +172,7 @@ def next_spectrum(rebuilt: torch.Tensor, prev: torch.Tensor, magnitude: torch.Te
     Returns:
         out.
     """
-    if use_numba(rebuilt):
+    if use_numba(rebuilt.device, rebuilt.dtype):
         _threads()
         _next_spectrum_rows(_rows(rebuilt), _rows(prev), _rows(magnitude), np.float32(beta), _rows(out))
         return out
@@ -207,9 +206,9 @@ def analysis_frames(frames: torch.Tensor, window: torch.Tensor, inv_env: torch.T
 def warm_up() -> None:
     """Load the kernels now (from numba's cache, or compile them: about 1 s, or 3 s the first time
     on a machine) instead of inside the first inversion. A no-op where numba is not used."""
-    x = torch.ones(1, 2, 3, dtype=torch.complex64)
-    if not use_numba(x):
+    if not use_numba("cpu"):
         return
+    x = torch.ones(1, 2, 3, dtype=torch.complex64)
     mag = torch.ones(1, 2, 3)
     next_spectrum(x, x, mag, 0.5, out=torch.empty_like(x))
     analysis_frames(torch.ones(1, 2, 4), torch.ones(2), torch.ones(1), 1, 1, out=torch.zeros(1, 2, 4))
@@ -258,7 +257,7 @@ class MelRefiner:
 
     def __init__(self, cfg: MelConfig, n_fft: int, mel: torch.Tensor) -> None:
         self.inv_mass = inversion_basis(cfg, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8).reciprocal()  # (F,)
-        self.numba = use_numba(torch.empty(0, dtype=torch.complex64, device=mel.device)) and mel.dtype == torch.float32
+        self.numba = use_numba(mel.device, mel.dtype)
         if self.numba:
             self.rows = _band_rows(cfg, n_fft)
             self.mel = mel.transpose(1, 2).contiguous()  # (B, T, M), frame-major as the spectra

@@ -81,7 +81,7 @@ def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40, n_fft: in
     mel = mel / peak
     n_fft = n_fft or cfg.n_fft
     _, norms, lipschitz = _scaled_basis(cfg, n_fft)
-    if fused.use_numba(torch.empty(0, dtype=torch.complex64, device=mel.device)) and mel.dtype == torch.float32:
+    if fused.use_numba(mel.device, mel.dtype):
         return fused.nnls_frames(mel, cfg, n_fft, n_iter, 1.0 / lipschitz) * peak
     a = banded_mel(cfg, mel.device, mel.dtype, scaled=True, n_fft=n_fft)  # unit-norm columns
     norms = norms.to(mel.device, mel.dtype)[:, None]  # (F, 1)
