@@ -60,6 +60,10 @@ class Translator:
         self._meta = dict(meta or {})
         self.cfg = cfg
         self._silence = silence_level(mel_cfg)
+        gpu = self.device.type == "cuda"
+        # settings whose default (0) depends on the device: audio read per step, blocks per inversion call
+        self._chunk_seconds = cfg.chunk_seconds or (80.0 if gpu else 30.0)
+        self._block_batch = cfg.block_batch or (8 if gpu else 1)
         if self.device.type == "cpu":
             fused.warm_up()  # a one-off cost of loading, not of the first file's inversion
         if model.cfg.n_frames != mel_cfg.n_frames or model.cfg.n_mels != mel_cfg.n_mels:
@@ -297,15 +301,6 @@ class Translator:
         n = round(x.size * self._mel_cfg.sample_rate / sr)
         return y[:n] if y.size >= n else np.concatenate([y, np.zeros(n - y.size, np.float32)])
 
-    @property
-    def _gpu(self) -> bool:
-        return self.device.type == "cuda"
-
-    @property
-    def _chunk_seconds(self) -> float:
-        """Audio read per step (`TranslateConfig.chunk_seconds`, 0: by device)."""
-        return self.cfg.chunk_seconds or (80.0 if self._gpu else 30.0)
-
     def _stream(self, chunks: Iterator[np.ndarray], gain: float, target: torch.Tensor) -> Iterator[np.ndarray]:
         """16 kHz chunks -> translated 16 kHz chunks (same total length)."""
         cfg = self._mel_cfg
@@ -318,7 +313,7 @@ class Translator:
             gained, cfg, self._windows_fn(target), batch_size=self.cfg.batch_size,
             window_hop=self.cfg.window_hop or None, block_frames=block, overlap_frames=overlap,
             frame_fn=lambda s, o: self._apply_gate(s, o.to(self.device)).cpu(), invert_fn=inv,
-            block_batch=self.cfg.block_batch or (8 if self._gpu else 1),
+            block_batch=self._block_batch,
         )
         for y in out:
             yield y / gain
