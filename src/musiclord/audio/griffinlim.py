@@ -131,16 +131,15 @@ def griffin_lim(
     Returns:
         (B, length) waveform.
     """
-    if isinstance(init, torch.Tensor) and init.is_complex():
-        start = init
-    elif isinstance(init, torch.Tensor):
-        start = torch.polar(torch.ones_like(magnitude), init.to(magnitude.dtype))
+    if isinstance(init, torch.Tensor):
+        phase = init
     elif init == "vocoder":
-        start = torch.polar(torch.ones_like(magnitude), vocoder_phase(magnitude, cfg.replace(n_fft=2 * (magnitude.shape[-2] - 1))))
+        phase = vocoder_phase(magnitude, cfg.replace(n_fft=2 * (magnitude.shape[-2] - 1)))
     elif init == "random":
-        start = torch.polar(torch.ones_like(magnitude), random_phase(magnitude.shape, seed, magnitude.device))
+        phase = random_phase(magnitude.shape, seed, magnitude.device)
     else:
         raise ValueError(f"griffin_lim: init must be 'vocoder' or 'random', not {init!r}")
+    start = phase if phase.is_complex() else torch.polar(torch.ones_like(magnitude), phase.to(magnitude.dtype))
     # Frame-major from here on (see `framed.py`): (B, T+1, F) tensors, FFTs along the last axis.
     frames = lambda x: x.transpose(1, 2).contiguous()  # noqa: E731
     return _griffin_lim_frames(frames(magnitude), frames(start), cfg, length, n_iter, momentum, mel, refine_every)
