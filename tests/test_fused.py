@@ -126,3 +126,18 @@ def test_nnls_numba_matches_torch(monkeypatch, n_fft):
     a, b = _both(monkeypatch, lambda: mel_to_linear(mel, cfg, n_iter=25, n_fft=n_fft))
     assert a.shape == b.shape == (2, n_fft // 2 + 1, 9) and (a >= 0).all()
     torch.testing.assert_close(a, b, atol=1e-6 * float(b.abs().max()), rtol=1e-4)
+
+
+def test_invert_from_two_threads_at_once():
+    """Kernels entered from two Python threads at once (one at a time inside) give what one
+    thread gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = MelConfig()
+    t = torch.arange(cfg.sample_rate) / cfg.sample_rate
+    clips = [logmel(torch.sin(2 * torch.pi * f * t)[None], cfg) for f in (196.0, 330.0)]
+    alone = [invert(c, cfg, n_iter=6, polish=2) for c in clips]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda c: invert(c, cfg, n_iter=6, polish=2), clips))
+    for a, b in zip(alone, together):
+        torch.testing.assert_close(a, b)

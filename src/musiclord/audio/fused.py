@@ -14,8 +14,7 @@ is one loop over the frames that reads its inputs once:
 - `nnls_frames`: the mel -> linear FISTA of `griffinlim.mel_to_linear`, per frame.
 
 The kernels split the frames over as many threads as torch uses (numba's threading layer:
-OpenMP where the machine has it, else its own work queue, which must not be entered from two
-Python threads at once; musiclord inverts from one thread). Loading them costs 0.5-1 s once per
+OpenMP where the machine has it, else its own work queue), one kernel at a time. Loading them costs 0.5-1 s once per
 process (`warm_up`; the translator pays it when it loads, not in the first file). Each has a
 torch path with the same result, used on a GPU, for other dtypes, where numba is missing or
 MUSICLORD_NUMBA=0, and in the tests as the reference. Figures: docs/benchmarks.md (session 6).
@@ -25,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 import numpy as np
 import torch
@@ -149,9 +149,16 @@ if numba is not None:
                 oo[n] *= w[n] * e[n]
 
 
-def _threads() -> None:
-    """Give numba as many threads as torch uses (at most the ones it started with)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+_lock = threading.Lock()
+
+
+def _launch(kernel, *args) -> None:
+    """Run a kernel on as many threads as torch uses (at most the ones numba started with), one
+    kernel at a time: numba's work-queue threading layer (its fallback where no OpenMP runtime is
+    found) aborts the process when two Python threads enter it at once."""
+    with _lock:
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        kernel(*args)
 
 
 def _rows(x: torch.Tensor) -> np.ndarray:
@@ -173,8 +180,7 @@ def next_spectrum(rebuilt: torch.Tensor, prev: torch.Tensor, magnitude: torch.Te
         out.
     """
     if use_numba(rebuilt.device, rebuilt.dtype):
-        _threads()
-        _next_spectrum_rows(_rows(rebuilt), _rows(prev), _rows(magnitude), np.float32(beta), _rows(out))
+        _launch(_next_spectrum_rows, _rows(rebuilt), _rows(prev), _rows(magnitude), np.float32(beta), _rows(out))
         return out
     a = torch.sub(rebuilt, prev, alpha=beta, out=out)
     re, im = torch.view_as_real(a).unbind(-1)
@@ -196,10 +202,9 @@ def analysis_frames(frames: torch.Tensor, window: torch.Tensor, inv_env: torch.T
         length: samples of the signal.
         out: (B, T, n_fft) real, zero outside each frame's window (only the window is written).
     """
-    _threads()
     b, t, n_fft = frames.shape
     lead = (n_fft - window.shape[0]) // 2
-    _analysis_rows(frames.numpy().reshape(-1), window.numpy(), inv_env.numpy(), t, n_fft, hop, lead, n_fft // 2 - lead,
+    _launch(_analysis_rows, frames.numpy().reshape(-1), window.numpy(), inv_env.numpy(), t, n_fft, hop, lead, n_fft // 2 - lead,
                    length, out.numpy().reshape(-1))
 
 
@@ -267,8 +272,7 @@ class MelRefiner:
     def __call__(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """x: (B, T, F) complex spectrum; out: (B, T, F) real, the refined magnitude."""
         if self.numba:
-            _threads()
-            _refine_rows(_rows(x), _rows(self.mel), *self.rows, self.inv_mass.numpy(), _rows(out))
+            _launch(_refine_rows, _rows(x), _rows(self.mel), *self.rows, self.inv_mass.numpy(), _rows(out))
             return out
         re, im = torch.view_as_real(x).unbind(-1)
         power = torch.addcmul(re.square(), im, im)  # (B, T, F)
@@ -294,7 +298,6 @@ def nnls_frames(mel: torch.Tensor, cfg: MelConfig, n_fft: int, n_iter: int, step
     b, _, n = mel.shape
     frames = mel.transpose(1, 2).contiguous()  # (B, T, M)
     out = torch.empty(b, n, n_fft // 2 + 1)
-    _threads()
-    _nnls_rows(_rows(frames), *_band_rows(cfg, n_fft), *_nnls_tables(cfg, n_fft), np.float32(step),
+    _launch(_nnls_rows, _rows(frames), *_band_rows(cfg, n_fft), *_nnls_tables(cfg, n_fft), np.float32(step),
                np.array(weights, np.float32), _rows(out))
     return out.transpose(1, 2)
