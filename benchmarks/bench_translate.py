@@ -196,7 +196,7 @@ def run(cases: tuple[tuple[float, int], ...] = CASES, device: str = "cpu", repea
             if not src.exists():
                 write_recording(src, sec)
             # The headline cases (first length, default iterations) run `repeats` times (this VM's
-            # speed drifts by +-15% from minute to minute): their rows give the median run and range.
+            # speed drifts by up to 1.5x within minutes): their rows give the median run and the range.
             reps = repeats if (sec, gl) == (cases[0][0], 0) else 1
             tries = [translate_in_subprocess(path, src, tmp_p / f"out_{int(sec)}s.wav", gl, device) for _ in range(reps)]
             tries.sort(key=lambda r: r["seconds"])

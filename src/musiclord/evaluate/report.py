@@ -46,7 +46,7 @@ def _cell(summary: dict[str, Any], key: str, spec: str) -> str:
     """A summary value, with its 95% interval where the summary has one (`<key>_ci`)."""
     ci = summary.get(f"{key}_ci")
     text = _fmt(summary.get(key), spec)
-    return text if not ci or None in ci else f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text if not ci or any(v is None or v != v for v in ci) else f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]"  # v != v: NaN
 
 
 def summary_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
