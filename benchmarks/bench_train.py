@@ -32,7 +32,7 @@ from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel
 from musiclord.perceptual.cpresnet import CPResNet, RhoConfig
 from musiclord.perceptual.vgg import VGG16Features
-from musiclord.models.discriminator import Discriminator, DiscriminatorConfig
+from musiclord.models.discriminator import DiscriminatorConfig, build_discriminator
 from musiclord.train.amortized import amortized_loss, critic_update
 from musiclord.train.config import PRESETS, TrainConfig
 from musiclord.train.confusion import ContentAdversary
@@ -98,8 +98,8 @@ def amortized_step_fn(cfg: TrainConfig, device: str = "cpu",
     ac, mc = cfg.amortized, cfg.model
     classes = [f"c{k}" for k in range(N_CLASSES)]
     model = LordModel(mc, classes).to(device)
-    disc = Discriminator(DiscriminatorConfig(channels=ac.disc_channels,
-                                             n_classes=N_CLASSES if ac.disc_conditional else 0)).to(device)
+    disc = build_discriminator(DiscriminatorConfig(channels=ac.disc_channels,
+                                                   n_classes=N_CLASSES if ac.disc_conditional else 0), device)
     loss_fn = make_loss(cfg, device) if loss_fn is None else loss_fn
     enc_params = list(model.content_encoder.parameters()) + list(model.class_encoder.parameters())
     opt = torch.optim.Adam([

@@ -364,3 +364,23 @@ def test_timbre_eq_run_trains_and_records_the_setting(stage1, tmp_path):
     from musiclord.train.config import TrainConfig
 
     assert load_config(TrainConfig, run / "config.yaml").amortized.timbre_eq_db == 6.0
+
+
+def test_cpu_critic_is_channels_last_and_scores_as_the_plain_one():
+    """`build_discriminator` only changes the weights' layout: same scores, same gradient
+    penalty, a state dict that loads into a plain critic."""
+    from musiclord.models.discriminator import build_discriminator
+
+    torch.manual_seed(0)
+    cfg = DiscriminatorConfig(channels=4, n_classes=3)
+    fast = build_discriminator(cfg, "cpu")
+    assert fast.inp.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = Discriminator(cfg)
+    plain.load_state_dict(fast.state_dict())
+    x, y = torch.randn(3, 128, 128), torch.tensor([0, 1, 2])
+    torch.testing.assert_close(fast(x, y), plain(x, y), atol=1e-5, rtol=1e-4)
+    fake = torch.randn(3, 128, 128)
+    g = torch.Generator().manual_seed(1)
+    gp_fast = gradient_penalty(fast, x, fake, y, generator=g)
+    g = torch.Generator().manual_seed(1)
+    torch.testing.assert_close(gp_fast, gradient_penalty(plain, x, fake, y, generator=g), atol=1e-4, rtol=1e-3)

@@ -90,6 +90,15 @@ class Discriminator(nn.Module):
         return score
 
 
+def build_discriminator(cfg: DiscriminatorConfig, device: torch.device | str) -> Discriminator:
+    """The critic on `device`; on a CPU with its weights in channels-last layout, so that oneDNN
+    runs its 2-D convolutions (and the gradient penalty's double backward) in NHWC: a demo-preset
+    stage-2 step took 0.39 s instead of 0.44 s on 2 cores (median of 6 alternating rounds).
+    Checkpoints are unaffected (a state dict loads into either layout)."""
+    disc = Discriminator(cfg).to(device)
+    return disc.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else disc
+
+
 def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, drift: float = 1e-3) -> torch.Tensor:
     """Wasserstein critic loss E[D(fake)] - E[D(real)], plus ProGAN's drift term drift * E[D(real)^2]
     (keeps the scores near zero; GANSynth uses 1e-3).

@@ -30,7 +30,7 @@ from musiclord.errors import CheckpointError, DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel, save_model
 from musiclord.models.discriminator import (
-    Discriminator, DiscriminatorConfig, critic_loss, generator_loss, gradient_penalty,
+    DiscriminatorConfig, build_discriminator, critic_loss, generator_loss, gradient_penalty,
 )
 from musiclord.train.common import (
     BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
@@ -183,8 +183,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     model.class_embeddings.copy_(class_t)
     model.to(dev)
     use_adv = ac.w_adv > 0
-    disc = Discriminator(DiscriminatorConfig(channels=ac.disc_channels,
-                                             n_classes=len(classes) if ac.disc_conditional else 0)).to(dev)
+    disc = build_discriminator(DiscriminatorConfig(channels=ac.disc_channels,
+                                                   n_classes=len(classes) if ac.disc_conditional else 0), dev)
     loss_fn = ReconstructionLoss.from_config(cfg.loss, dev)
     enc_params = list(model.content_encoder.parameters()) + list(model.class_encoder.parameters())
     gen_params = list(model.generator.parameters())
