@@ -99,3 +99,21 @@ def test_probe_interval_brackets_the_accuracy_and_narrows_with_n() -> None:
     width = lambda n: wilson_interval(0.5, n)[1] - wilson_interval(0.5, n)[0]  # noqa: E731
     assert width(800) < 0.55 * width(200)  # about 1 / sqrt(n)
     assert wilson_interval(0.57, 200) == pytest.approx((0.50, 0.64), abs=0.01)
+
+
+def test_passage_bootstrap_brackets_the_summary_and_collapses_without_spread() -> None:
+    from musiclord.evaluate.intervals import passage_bootstrap
+
+    rng = np.random.default_rng(0)
+    lsd_m = 9.0 + rng.standard_normal((12, 40))
+    lsd_c = 14.0 + rng.standard_normal((12, 40))
+    correct = rng.integers(50, 100, (12, 8))
+    total = np.full((12, 8), 100)
+    ci = passage_bootstrap(lsd_m, lsd_c, correct, total, reps=400)
+    ratio, pitch = lsd_m.mean() / lsd_c.mean(), (correct.sum(1) / total.sum(1)).mean()
+    assert ci["lsd_ratio_ci"][0] < ratio < ci["lsd_ratio_ci"][1] and ci["lsd_ratio_ci"][1] - ci["lsd_ratio_ci"][0] < 0.05
+    assert ci["pitch_ci"][0] < pitch < ci["pitch_ci"][1]
+    flat = passage_bootstrap(np.full((2, 5), 8.0), np.full((2, 5), 16.0), np.full((2, 3), 9), np.full((2, 3), 10), reps=50)
+    assert flat["lsd_ratio_ci"] == pytest.approx([0.5, 0.5]) and flat["pitch_ci"] == pytest.approx([0.9, 0.9])
+    none = passage_bootstrap(lsd_m, lsd_c, np.zeros((12, 0)), np.zeros((12, 0)), reps=10)
+    assert none["pitch_ci"] == [None, None]

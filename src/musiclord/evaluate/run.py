@@ -24,6 +24,7 @@ from musiclord.audio import MelConfig, invert, logmel
 from musiclord.errors import DataError, MusiclordError
 from musiclord.evaluate import figures
 from musiclord.evaluate.adapters import TranslatorLike, open_dataset
+from musiclord.evaluate.intervals import passage_bootstrap
 from musiclord.evaluate.lsd import lsd
 from musiclord.evaluate.oracle import oracle_waves
 from musiclord.evaluate.pitch import raw_pitch_accuracy, track_f0
@@ -179,8 +180,9 @@ def _translate_all(tr: TranslatorLike, gt: _GroundTruth, classes: list[str], pai
 
 def _model_metrics(
     name: str, tr: TranslatorLike, gt: _GroundTruth, classes: list[str], net: Any, opts: EvalOptions
-) -> tuple[dict[str, Any], dict[tuple[int, int], tuple[torch.Tensor, np.ndarray]]]:
-    """Per-pair LSD, timbre and pitch of one model, plus its translations for the grid."""
+) -> tuple[dict[str, Any], dict[tuple[int, int], tuple[torch.Tensor, np.ndarray]], dict[str, Any]]:
+    """Per-pair LSD, timbre and pitch of one model, its translations for the grid, and the 95%
+    intervals of its LSD ratio and pitch accuracy over passages (`intervals.passage_bootstrap`)."""
     cfg, sr = tr.mel_config, tr.mel_config.sample_rate
     pairs = [(s, t) for s in range(len(classes)) for t in range(len(classes)) if s != t]
     t0 = time.time()
@@ -191,15 +193,19 @@ def _model_metrics(
     t0 = time.time()
     f0, v = _pitch(wave[:, :p].reshape(len(pairs) * p, wave.shape[-1]), sr, (len(pairs), p))
     log.info("%s: pitch of %d translations tracked in %.1f s", name, len(pairs) * p, time.time() - t0)
+    lsd_model = np.stack([lsd(wave[i], gt.wave[:, t], sr) for i, (_, t) in enumerate(pairs)])  # (K, C)
+    lsd_copy = np.stack([lsd(gt.wave[:, s], gt.wave[:, t], sr) for s, t in pairs])
+    hits = np.array([[raw_pitch_accuracy(f0[i, j], v[i, j], gt.f0[j, t], gt.voiced[j, t]) for j in range(p)]
+                     for i, (_, t) in enumerate(pairs)]).reshape(len(pairs), p, 2)  # (K, P, correct/total)
     per_pair: dict[str, dict[str, Any]] = {}
     for i, (s, t) in enumerate(pairs):
         per_pair[f"{classes[s]}->{classes[t]}"] = {
-            "lsd": float(lsd(wave[i], gt.wave[:, t], sr).mean()),
+            "lsd": float(lsd_model[i].mean()),
             "timbre": float((pred[i] == t).mean()),
             "pitch": _rpa(f0[i], v[i], gt.f0[:, t], gt.voiced[:, t]),
         }
     cells = {pair: (mel[i], wave[i]) for i, pair in enumerate(pairs)}
-    return per_pair, cells
+    return per_pair, cells, passage_bootstrap(lsd_model, lsd_copy, hits[..., 0], hits[..., 1], seed=opts.seed)
 
 
 def _probes(tr: TranslatorLike, ds: Any, classes: list[str], cids: list[str], opts: EvalOptions, fig_dir: Path, tag: str) -> dict[str, Any]:
@@ -312,11 +318,11 @@ def evaluate(
     tags = model_tags(names)
     for name, tr in models:
         tag = tags[name]
-        per_pair, cells = _model_metrics(name, tr, gt, classes, net, opts)
+        per_pair, cells, intervals = _model_metrics(name, tr, gt, classes, net, opts)
         probes = _probes(tr, ds, classes, order[: opts.probe_clips], opts, out / "figures", tag)
         metrics["models"][name] = {
             "meta": {k: v for k, v in dict(tr.meta).items() if isinstance(v, (str, int, float, bool)) or v is None},
-            "summary": _summary(per_pair, base, probes),
+            "summary": {**_summary(per_pair, base, probes), **intervals},
             "per_pair": per_pair,
             "probes": probes,
         }
