@@ -62,7 +62,10 @@ if numba is not None:
                 z = r[i, k] - beta * p[i, k]
                 out[i, k] = z * (mag[i, k] / np.sqrt(z.real * z.real + z.imag * z.imag + eps))
 
-    @_jit(fastmath=True)  # fastmath: the band sums may be reassociated (vectorised)
+    # The band sums may be reassociated (so they vectorise); NaN and inf keep their IEEE meaning.
+    _REASSOC = {"reassoc", "contract"}
+
+    @_jit(fastmath=_REASSOC)
     def _refine_rows(x, mel, lo, hi, off, wts, inv_mass, out):  # pragma: no cover - compiled
         # x (R, F) complex, mel (R, M) target, out (R, F): per frame, power -> its mel (band
         # sums) -> ratio to the target -> back through the filterbank's transpose -> magnitude.
@@ -84,7 +87,7 @@ if numba is not None:
             for k in range(n_freqs):
                 oi[k] = np.sqrt(back[k] * power[k] * inv_mass[k])
 
-    @_jit(fastmath=True)
+    @_jit(fastmath=_REASSOC)
     def _nnls_rows(mel, lo, hi, off, wts, wts_scaled, norms, inv_mass, step, weights, out):  # pragma: no cover
         # FISTA for min ||A u - mel||, u >= 0, one frame per row: A = filterbank / norms (unit
         # columns), started from the transpose spread over each bin's mass; out = u / norms.
@@ -202,15 +205,15 @@ def analysis_frames(frames: torch.Tensor, window: torch.Tensor, inv_env: torch.T
         length: samples of the signal.
         out: (B, T, n_fft) real, zero outside each frame's window (only the window is written).
     """
-    b, t, n_fft = frames.shape
+    _, t, n_fft = frames.shape
     lead = (n_fft - window.shape[0]) // 2
-    _launch(_analysis_rows, frames.numpy().reshape(-1), window.numpy(), inv_env.numpy(), t, n_fft, hop, lead, n_fft // 2 - lead,
-                   length, out.numpy().reshape(-1))
+    _launch(_analysis_rows, frames.numpy().reshape(-1), window.numpy(), inv_env.numpy(), t, n_fft, hop, lead,
+            n_fft // 2 - lead, length, out.numpy().reshape(-1))
 
 
 def warm_up() -> None:
-    """Load the kernels now (from numba's cache, or compile them: about 1 s, or 3 s the first time
-    on a machine) instead of inside the first inversion. A no-op where numba is not used."""
+    """Load the kernels now (0.5-1 s from numba's cache; about 12 s the first time on a machine,
+    compiling them into it) instead of inside the first inversion. A no-op where numba is not used."""
     if not use_numba("cpu"):
         return
     x = torch.ones(1, 2, 3, dtype=torch.complex64)
@@ -299,5 +302,5 @@ def nnls_frames(mel: torch.Tensor, cfg: MelConfig, n_fft: int, n_iter: int, step
     frames = mel.transpose(1, 2).contiguous()  # (B, T, M)
     out = torch.empty(b, n, n_fft // 2 + 1)
     _launch(_nnls_rows, _rows(frames), *_band_rows(cfg, n_fft), *_nnls_tables(cfg, n_fft), np.float32(step),
-               np.array(weights, np.float32), _rows(out))
+            np.array(weights, np.float32), _rows(out))
     return out.transpose(1, 2)
