@@ -222,7 +222,7 @@ def warm_up() -> None:
     analysis_frames(torch.ones(1, 2, 4), torch.ones(2), torch.ones(1), 1, 1, out=torch.zeros(1, 2, 4))
     spec, cfg = torch.ones(1, 2, 513, dtype=torch.complex64), MelConfig()
     MelRefiner(cfg, 1024, torch.ones(1, cfg.n_mels, 2))(spec, out=torch.empty(1, 2, 513))
-    nnls_frames(torch.ones(1, cfg.n_mels, 2), cfg, 1024, 1, 0.5)
+    nnls_frames(torch.ones(1, cfg.n_mels, 2), cfg, 1024, [1.0], 0.5)
 
 
 @functools.lru_cache(maxsize=8)
@@ -283,21 +283,17 @@ class MelRefiner:
         return torch.mul(self.banded.adjoint(ratio).transpose(1, 2), power, out=out).mul_(self.inv_mass).sqrt_()
 
 
-def nnls_frames(mel: torch.Tensor, cfg: MelConfig, n_fft: int, n_iter: int, step: float) -> torch.Tensor:
+def nnls_frames(mel: torch.Tensor, cfg: MelConfig, n_fft: int, weights: list[float], step: float) -> torch.Tensor:
     """`griffinlim.mel_to_linear`'s FISTA, one numba pass per frame (CPU float32 only).
 
     Args:
         mel: (B, n_mels, T) mel power, scaled to a peak of about 1.
+        weights: FISTA's extrapolation weight of each iteration (the same for every frame).
         step: 1 / the Lipschitz constant of the column-normalised filterbank.
 
     Returns:
         (B, n_fft // 2 + 1, T) linear power.
     """
-    weights, t = [], 1.0  # FISTA's extrapolation weight per iteration (the same for every frame)
-    for _ in range(n_iter):
-        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        weights.append(1 + (t - 1) / t_new)
-        t = t_new
     b, _, n = mel.shape
     frames = mel.transpose(1, 2).contiguous()  # (B, T, M)
     out = torch.empty(b, n, n_fft // 2 + 1)

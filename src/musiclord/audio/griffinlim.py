@@ -59,6 +59,16 @@ def _scaled_basis(cfg: MelConfig, n_fft: int) -> tuple[torch.Tensor, torch.Tenso
     return scaled.float(), norms.float(), lipschitz
 
 
+def _fista_weights(n_iter: int) -> list[float]:
+    """FISTA's extrapolation weight of each iteration, 1 + (t_k - 1) / t_{k+1} (y = lerp(x, x_new, w))."""
+    weights, t = [], 1.0
+    for _ in range(n_iter):
+        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        weights.append(1 + (t - 1) / t_new)
+        t = t_new
+    return weights
+
+
 def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40, n_fft: int | None = None) -> torch.Tensor:
     """Non-negative least squares: a linear power spectrogram S >= 0 with M S close to `mel`.
 
@@ -81,21 +91,21 @@ def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40, n_fft: in
     mel = mel / peak
     n_fft = n_fft or cfg.n_fft
     _, norms, lipschitz = _scaled_basis(cfg, n_fft)
+    weights = _fista_weights(n_iter)
     if fused.use_numba(mel.device, mel.dtype):
-        return fused.nnls_frames(mel, cfg, n_fft, n_iter, 1.0 / lipschitz) * peak
+        return fused.nnls_frames(mel, cfg, n_fft, weights, 1.0 / lipschitz) * peak
     a = banded_mel(cfg, mel.device, mel.dtype, scaled=True, n_fft=n_fft)  # unit-norm columns
     norms = norms.to(mel.device, mel.dtype)[:, None]  # (F, 1)
     basis = inversion_basis(cfg, n_fft, mel.device, mel.dtype)
     mass = basis.sum(0).clamp(min=1e-8)[:, None]
     # Work in u = S * norms (so that A u = M S); start from the spread transpose.
     x = torch.matmul(basis.t(), mel) / mass * norms  # (B, F, T)
-    y, t, step = x, 1.0, 1.0 / lipschitz
-    for _ in range(n_iter):
+    y, step = x, 1.0 / lipschitz
+    for w in weights:
         grad = a.adjoint(a.forward(y) - mel)
         x_new = torch.add(y, grad, alpha=-step).clamp_(min=0.0)  # projected gradient step
-        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        y = torch.lerp(x, x_new, 1 + (t - 1) / t_new)  # x_new + (t-1)/t_new (x_new - x), one pass
-        x, t = x_new, t_new
+        y = torch.lerp(x, x_new, w)  # x_new + (t-1)/t_new (x_new - x), one pass
+        x = x_new
     return x / norms * peak
 
 
