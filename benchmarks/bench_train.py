@@ -20,14 +20,13 @@ weights), as seconds per epoch of the 4000 training clips of a default `prepare 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from benchmarks.common import markdown_table, measure_peak, sync
+from benchmarks.common import markdown_table, measure_peak, timed_call
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel
 from musiclord.perceptual.cpresnet import CPResNet, RhoConfig
@@ -155,12 +154,7 @@ def time_steps(step: Callable[[int], None], n: int, warmup: int = WARMUP, device
     """Seconds per step over n steps after `warmup` steps (the mean: a fixed number of steps)."""
     for i in range(warmup):
         step(i)
-    sync(device)
-    t0 = time.perf_counter()
-    for i in range(warmup, warmup + n):
-        step(i)
-    sync(device)
-    return (time.perf_counter() - t0) / n
+    return timed_call(lambda: [step(i) for i in range(warmup, warmup + n)], device=device)[0] / n
 
 
 def preset_steps(cfg: TrainConfig) -> tuple[int, int]:

@@ -106,6 +106,17 @@ def _inversion_basis(cfg: MelConfig, n_fft: int | None, device: str, dtype: torc
     return basis.to(device=device, dtype=dtype)
 
 
+@functools.lru_cache(maxsize=8)
+def scaled_inversion_basis(cfg: MelConfig, n_fft: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """`inversion_basis` with unit-norm columns (computed in float64), the column norms, and the
+    Lipschitz constant of the scaled matrix: what the mel -> linear NNLS works with."""
+    basis = inversion_basis(cfg, n_fft, dtype=torch.float64)  # (M, F)
+    norms = torch.linalg.vector_norm(basis, dim=0).clamp(min=1e-8)  # (F,)
+    scaled = basis / norms
+    lipschitz = float(torch.linalg.matrix_norm(scaled, ord=2) ** 2)
+    return scaled.float(), norms.float(), lipschitz
+
+
 @functools.lru_cache(maxsize=16)
 def _banded(cfg: MelConfig, device: str, dtype: torch.dtype, scaled: bool, n_fft: int | None) -> BandedMel:
     basis = inversion_basis(cfg, n_fft, device, dtype)

@@ -29,7 +29,7 @@ import threading
 import numpy as np
 import torch
 
-from musiclord.audio.banded import banded_mel, inversion_basis
+from musiclord.audio.banded import banded_mel, inversion_basis, scaled_inversion_basis
 from musiclord.audio.mel import MelConfig
 
 try:  # numba is a dependency; its absence only costs speed
@@ -241,12 +241,13 @@ def _band_rows(cfg: MelConfig, n_fft: int) -> tuple[np.ndarray, ...]:
 
 @functools.lru_cache(maxsize=8)
 def _nnls_tables(cfg: MelConfig, n_fft: int) -> tuple[np.ndarray, ...]:
-    """The band weights divided by their columns' norms, the norms, 1 / the columns' mass."""
-    lo, hi, off, wts = _band_rows(cfg, n_fft)
-    basis = inversion_basis(cfg, n_fft)
-    norms = torch.linalg.vector_norm(basis, dim=0).clamp(min=1e-8).numpy()
-    scaled = np.concatenate([wts[off[m]: off[m + 1]] / norms[lo[m]: hi[m]] for m in range(len(lo))])
-    return scaled.astype(np.float32), norms, basis.sum(0).clamp(min=1e-8).reciprocal().numpy()
+    """The band weights of `scaled_inversion_basis` (unit-norm columns), the norms, 1 / the
+    columns' mass."""
+    lo, hi, _, _ = _band_rows(cfg, n_fft)
+    scaled, norms, _ = scaled_inversion_basis(cfg, n_fft)
+    bands = np.concatenate([scaled[m, lo[m]: hi[m]].numpy() for m in range(len(lo))])
+    inv_mass = inversion_basis(cfg, n_fft).sum(0).clamp(min=1e-8).reciprocal()
+    return bands.astype(np.float32), norms.numpy(), inv_mass.numpy()
 
 
 class MelRefiner:

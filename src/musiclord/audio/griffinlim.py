@@ -24,12 +24,10 @@ Everything is batched, on CPU or CUDA.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from musiclord.audio import fused
-from musiclord.audio.banded import banded_mel, inversion_basis
+from musiclord.audio.banded import banded_mel, inversion_basis, scaled_inversion_basis
 from musiclord.audio.framed import FramedProjection, stft_frames
 from musiclord.audio.mel import MelConfig, log_denormalize, stft
 from musiclord.audio.phase import random_phase, vocoder_phase
@@ -47,16 +45,6 @@ def phase_fft_size(cfg: MelConfig) -> int:
     while n % 2 == 0 and cfg.win_length <= n // 2:
         n //= 2
     return n
-
-
-@functools.lru_cache(maxsize=8)
-def _scaled_basis(cfg: MelConfig, n_fft: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The filterbank (seen from an n_fft STFT) with unit-norm columns, the norms, its Lipschitz constant."""
-    basis = inversion_basis(cfg, n_fft, dtype=torch.float64)  # (M, F)
-    norms = torch.linalg.vector_norm(basis, dim=0).clamp(min=1e-8)  # (F,)
-    scaled = basis / norms
-    lipschitz = float(torch.linalg.matrix_norm(scaled, ord=2) ** 2)
-    return scaled.float(), norms.float(), lipschitz
 
 
 def _fista_weights(n_iter: int) -> list[float]:
@@ -90,7 +78,7 @@ def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40, n_fft: in
     peak = mel.amax(dim=(-2, -1), keepdim=True).clamp(min=1e-30)  # (B, 1, 1)
     mel = mel / peak
     n_fft = n_fft or cfg.n_fft
-    _, norms, lipschitz = _scaled_basis(cfg, n_fft)
+    _, norms, lipschitz = scaled_inversion_basis(cfg, n_fft)
     weights = _fista_weights(n_iter)
     if fused.use_numba(mel.device, mel.dtype):
         return fused.nnls_frames(mel, cfg, n_fft, weights, 1.0 / lipschitz) * peak
