@@ -32,7 +32,7 @@ from musiclord.models import LordModel
 from musiclord.perceptual.cpresnet import CPResNet, RhoConfig
 from musiclord.perceptual.vgg import VGG16Features
 from musiclord.models.discriminator import DiscriminatorConfig, build_discriminator
-from musiclord.train.amortized import amortized_loss, critic_update
+from musiclord.train.amortized_losses import amortized_loss, critic_update
 from musiclord.train.config import PRESETS, TrainConfig
 from musiclord.train.confusion import ContentAdversary
 from musiclord.train.latent import LatentModel, latent_loss

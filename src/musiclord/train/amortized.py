@@ -6,6 +6,10 @@ audio needs no optimisation:
 
     L = w_rec · L_rec(G(E_c(x), E_y(x)), x) + w_content · ||E_c(x) - c_i||² + w_class · ||E_y(x) - e_y||²
         + w_adv · (-D(G(E_c(x), E_y(x))))
+        [+ w_adv_translation · (-D(G(E_c(x), e_t), t)) + w_cycle · ||E_c(G(E_c(x), e_t)) - c_i||²]
+
+The bracketed translation terms (off by default) judge x's content played by another
+instrument t (`musiclord.train.amortized_losses`).
 
 G starts from stage 1 and is fine-tuned; D is a reduced GANSynth critic trained with the
 Wasserstein loss and a gradient penalty (`musiclord.models.discriminator`). The exported
@@ -19,25 +23,22 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from musiclord.config import save_config, to_dict
 from musiclord.errors import CheckpointError, DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel, save_model
-from musiclord.models.discriminator import (
-    DiscriminatorConfig, build_discriminator, critic_loss, generator_loss, gradient_penalty,
-)
+from musiclord.models.discriminator import DiscriminatorConfig, build_discriminator
 from musiclord.train.common import (
     BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
-    frozen, init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
+    init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
     set_threads,
 )
-from musiclord.train.amortized_config import AmortizedConfig
+from musiclord.train.amortized_losses import TRANSLATION_SEED, amortized_loss, critic_update, translation_targets
 from musiclord.train.augment import EQ_SEED, random_eq
 from musiclord.train.config import TrainConfig
 from musiclord.train.latent import LATENT_FILE, read_latent
@@ -74,57 +75,6 @@ def _sync_grads(params: list[nn.Parameter], env: DistEnv) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         all_reduce_mean(p.grad, env)
-
-
-def critic_update(model: LordModel, disc: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                  ac: AmortizedConfig, step: int, gp_gen: torch.Generator,
-                  check: Callable[[torch.Tensor], bool] = lambda loss: True,
-                  sync: Callable[[list[nn.Parameter]], None] = lambda params: None) -> dict[str, float]:
-    """The critic's `ac.n_critic` updates of one stage-2 step, on (B, M, T) mels x of classes y
-    against the model's reconstructions, with the lazy gradient penalty (StyleGAN2: every
-    gp_every-th critic step, scaled up). `check` may veto a step (the non-finite guard), `sync`
-    averages gradients over processes. Returns the scalars to log."""
-    scal: dict[str, float] = {}
-    for j in range(ac.n_critic):
-        with torch.no_grad():
-            fake = model.decode(model.encode_content(x), model.encode_class(x))
-        real_s, fake_s = disc(x, y), disc(fake, y)
-        d_loss = critic_loss(real_s, fake_s, ac.drift)
-        if (step * ac.n_critic + j) % ac.gp_every == 0:
-            gp = gradient_penalty(disc, x, fake, y, generator=gp_gen)
-            d_loss = d_loss + ac.gp_weight * ac.gp_every * gp
-            scal["adv/gp"] = gp.item()
-        opt_d.zero_grad(set_to_none=True)
-        if check(d_loss):
-            d_loss.backward()
-            sync(list(disc.parameters()))
-            opt_d.step()
-    scal.update({"adv/critic": d_loss.item(), "adv/wasserstein": (real_s.mean() - fake_s.mean()).item()})
-    return scal
-
-
-def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: ReconstructionLoss, x: torch.Tensor,
-                   y: torch.Tensor, content_t: torch.Tensor, class_t: torch.Tensor, ac: AmortizedConfig,
-                   x_in: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The encoders' and generator's loss on a batch: reconstruction of x (B, M, T), regression to
-    the stage-1 codes (content_t (B, D, F), class_t (B, class_dim)) and, when `disc` is given,
-    the adversarial term (the critic's weights get no gradient). The encoders see `x_in` when
-    given (x with some clips swapped for their rerenders, see `rerender_rows`), else x.
-
-    Returns:
-        (total loss, reconstruction terms, {"content", "class"[, "adversarial"]}).
-    """
-    x_in = x if x_in is None else x_in
-    content, class_emb = model.encode_content(x_in), model.encode_class(x_in)
-    pred = model.decode(content, class_emb)
-    terms = loss_fn(pred, x)
-    parts = {"content": F.mse_loss(content, content_t), "class": F.mse_loss(class_emb, class_t)}
-    loss = ac.w_rec * terms["total"] + ac.w_content * parts["content"] + ac.w_class * parts["class"]
-    if disc is not None:
-        with frozen(disc):
-            parts["adversarial"] = generator_loss(disc(pred, y))
-        loss = loss + ac.w_adv * parts["adversarial"]
-    return loss, terms, parts
 
 
 def train_amortized(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = False,
@@ -183,6 +133,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     model.class_embeddings.copy_(class_t)
     model.to(dev)
     use_adv = ac.w_adv > 0
+    translating = ac.w_cycle > 0 or (use_adv and ac.w_adv_translation > 0)
+    class_dev = class_t.to(dev)  # the stage-1 embeddings: the targets of translations
     disc = build_discriminator(DiscriminatorConfig(channels=ac.disc_channels,
                                                    n_classes=len(classes) if ac.disc_conditional else 0), dev)
     loss_fn = ReconstructionLoss.from_config(cfg.loss, dev)
@@ -221,7 +173,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             log.warning("%s has no val clips: the final stage-2 model is exported", data_dir)
         log.info("stage 2: %d clips (%d with a rerender, shown with p=%.2f), %d steps of %d, adversarial %s, "
                  "%d encoder + %d critic parameters", len(lat.rows), n_alt, ac.rerender_prob if n_alt else 0.0, total,
-                 ac.batch_size, f"w={ac.w_adv}" if use_adv else "off",
+                 ac.batch_size, f"w={ac.w_adv}, on translations {ac.w_adv_translation}" if use_adv else "off",
                  sum(p.numel() for p in enc_params), sum(p.numel() for p in disc.parameters()))
     tb = TBWriter(run_dir / "tb", env)
     end = total if stop_after is None else min(total, stop_after)
@@ -261,17 +213,24 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         x_in = x_in.to(dev) if x_in is not x else None  # None: the encoders see x itself (one copy to the device)
         x, pos = x.to(dev), pos.to(dev)
         y = labels.to(dev)[pos]
+        y_to = None
+        if translating:
+            y_to = translation_targets(y, len(classes), cfg.seed + TRANSLATION_SEED, step, it.batch_size,
+                                       it.local_slice(it.batch_size))
         scal: dict[str, float] = {}
         if use_adv:
             scal.update(critic_update(model, disc, opt_d, x, y, ac, step, gp_gen,
                                       check=lambda loss: guard.check(loss, env, step),
-                                      sync=lambda params: _sync_grads(params, env)))
+                                      sync=lambda params: _sync_grads(params, env),
+                                      y_to=y_to if ac.w_adv_translation > 0 else None, class_emb=class_dev))
         adv_on = use_adv and step >= ac.adv_warmup_steps
         loss, terms, parts = amortized_loss(model, disc if adv_on else None, loss_fn, x, y, content_t.to(dev)[pos],
-                                            class_t.to(dev)[y], ac, x_in)
+                                            class_dev[y], ac, x_in, y_to=y_to, class_emb=class_dev)
         l_content, l_class = parts["content"], parts["class"]
-        if adv_on:
-            scal["adv/generator"] = parts["adversarial"].item()
+        for name, tag in (("adversarial", "adv/generator"), ("adv_translation", "adv/generator_translation"),
+                          ("cycle", "loss/cycle")):
+            if name in parts:
+                scal[tag] = parts[name].item()
         opt.zero_grad(set_to_none=True)
         if guard.check(loss, env, step):
             loss.backward()

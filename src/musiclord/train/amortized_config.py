@@ -23,6 +23,11 @@ class AmortizedConfig:
         w_class: weight of the regression ||E_y(x) - e_y||² to the stage-1 class embedding.
         w_rec: weight of the reconstruction loss of G(E_c(x), E_y(x)) (stage-1 loss terms).
         w_adv: weight of the generator's Wasserstein loss; 0 disables the critic entirely.
+        w_adv_translation: weight of the generator's Wasserstein loss on *translations*
+            G(E_c(x), e_t) into another class t, which the class-conditional critic then also
+            learns to reject (`amortized_losses`); needs w_adv > 0; 0: off.
+        w_cycle: weight of ||E_c(G(E_c(x), e_t)) - c_i||², the stage-1 content code read back
+            from the translation; 0: off.
         gp_weight: gradient-penalty weight (10 as in Gulrajani et al. 2017).
         gp_every: compute the penalty every this many critic steps, weighted by it (lazy
             regularisation as in StyleGAN2; the penalty's double backward dominates a CPU step).
@@ -62,6 +67,8 @@ class AmortizedConfig:
     w_class: float = 10.0
     w_rec: float = 1.0
     w_adv: float = 0.01
+    w_adv_translation: float = 0.0
+    w_cycle: float = 0.0
     gp_weight: float = 10.0
     gp_every: int = 1
     drift: float = 1e-3
@@ -91,8 +98,11 @@ class AmortizedConfig:
             raise ConfigError("amortized.rerender_target_prob must be in [0, 1]")
         if not 0 <= self.timbre_eq_db <= 24:
             raise ConfigError("amortized.timbre_eq_db must be in [0, 24] dB")
-        if min(self.w_content, self.w_class, self.w_rec, self.w_adv, self.gp_weight) < 0:
+        if min(self.w_content, self.w_class, self.w_rec, self.w_adv, self.w_adv_translation, self.w_cycle,
+               self.gp_weight) < 0:
             raise ConfigError("amortized loss weights must be >= 0")
+        if self.w_adv_translation > 0 and self.w_adv == 0:
+            raise ConfigError("amortized.w_adv_translation needs the critic: set amortized.w_adv > 0")
 
 
 AMORTIZED_PRESETS: dict[str, AmortizedConfig] = {
