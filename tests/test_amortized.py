@@ -451,6 +451,7 @@ def test_translation_run_trains_resumes_and_logs(stage1, tmp_path):
     b = _copy_run(src, tmp_path / "b")
     train_amortized(cfg, data, b, stop_after=3)
     train_amortized(cfg, data, b, resume=True)
+    assert load_model(a)[2]["w_adv_translation"] == 0.1 and load_model(a)[2]["w_cycle"] == 1.0
     sa, sb = load_model(a)[0].state_dict(), load_model(b)[0].state_dict()
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4, msg=k)

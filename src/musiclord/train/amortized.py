@@ -342,6 +342,8 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
         "stage": "amortized",
         "adversarial": cfg.amortized.w_adv > 0,
         "w_adv": cfg.amortized.w_adv,
+        "w_adv_translation": cfg.amortized.w_adv_translation,
+        "w_cycle": cfg.amortized.w_cycle,
         "latent_steps": int(latent_steps),
         "amortized_steps": int(steps),
         "best_step": int(best.get("step", steps)),
