@@ -23,6 +23,11 @@ class ModelConfig:
         adain_hidden: hidden size of the MLP that maps a class embedding to AdaIN parameters.
         enc_channels: hidden channels of the content and class encoders.
         enc_blocks: convolution blocks of each encoder.
+        content_norm: normalise every content code per channel over its frames (zero mean, unit
+            deviation, as AdaIN-VC's content encoder ends) before the generator, in both stages
+            and at inference; the content codes reported (probes, t-SNE) are the normalised ones.
+            The per-channel statistics of a code cannot then carry the instrument (on an unseen
+            bank they did: docs/results.md), nor anything else.
     """
 
     n_mels: int = 128
@@ -36,6 +41,7 @@ class ModelConfig:
     adain_hidden: int = 256
     enc_channels: int = 256
     enc_blocks: int = 4
+    content_norm: bool = False
 
     @property
     def n_up(self) -> int:

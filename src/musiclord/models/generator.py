@@ -72,6 +72,14 @@ class AdaINBlock(nn.Module):
         return x + h
 
 
+def normalise_content(content: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """content (B, D, F) with each channel's mean over the F frames removed and its deviation set
+    to 1 (`ModelConfig.content_norm`)."""
+    mean = content.mean(-1, keepdim=True)
+    var = content.var(-1, keepdim=True, unbiased=False)
+    return (content - mean) * torch.rsqrt(var + eps)
+
+
 class Generator(nn.Module):
     """Content code + class embedding -> normalised log-mel.
 
@@ -101,7 +109,7 @@ class Generator(nn.Module):
             (B, n_mels, content_frames * 2**n_up) normalised log-mel.
         """
         params = self.style(class_emb).split([b.n_params for b in self.blocks], dim=-1)
-        x = self.inp(content)
+        x = self.inp(normalise_content(content) if self.cfg.content_norm else content)
         for block, p in zip(self.blocks, params):
             x = block(x, p)
         return self.out(x)

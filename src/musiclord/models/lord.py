@@ -15,7 +15,7 @@ from musiclord.config import from_dict, to_dict
 from musiclord.errors import CheckpointError, ConfigError
 from musiclord.models.config import ModelConfig
 from musiclord.models.encoders import ClassEncoder, ContentEncoder
-from musiclord.models.generator import Generator
+from musiclord.models.generator import Generator, normalise_content
 
 MODEL_FILE = "model.pt"
 
@@ -48,8 +48,10 @@ class LordModel(nn.Module):
         return self.classes.index(name)
 
     def encode_content(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel (B, n_mels, n_frames) -> content (B, content_dim, content_frames)."""
-        return self.content_encoder(mel)
+        """mel (B, n_mels, n_frames) -> content (B, content_dim, content_frames), normalised per
+        channel when `cfg.content_norm` (what the generator sees)."""
+        content = self.content_encoder(mel)
+        return normalise_content(content) if self.cfg.content_norm else content
 
     def encode_class(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, n_mels, T) -> class embedding (B, class_dim)."""

@@ -32,6 +32,7 @@ from musiclord.config import save_config, to_dict
 from musiclord.errors import CheckpointError, DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel, save_model
+from musiclord.models.generator import normalise_content
 from musiclord.models.discriminator import DiscriminatorConfig, build_discriminator
 from musiclord.train.common import (
     BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
@@ -125,6 +126,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     it = BatchIterator(mels, lat.rows.tolist(), ac.batch_size, seed=cfg.seed + 2, env=env)
     total = total_steps(cfg, it.steps_per_epoch)
     content_t, class_t, labels = lat.content.float(), lat.class_embeddings.float(), lat.labels
+    if cfg.model.content_norm:  # the encoder's output is normalised: regress the normalised codes
+        content_t = normalise_content(content_t)
     alt = rerender_rows(ds, lat.rows)
     n_alt = int((alt >= 0).sum())
 

@@ -25,6 +25,7 @@ from musiclord.config import save_config, to_dict
 from musiclord.errors import DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import Generator, LordModel, ModelConfig, save_model
+from musiclord.models.generator import normalise_content
 from musiclord.train.common import (
     BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
     init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
@@ -76,7 +77,8 @@ class LatentModel(nn.Module):
             (pred (B, n_mels, n_frames), codes (B, content_dim, content_frames) before noise).
         """
         c = self.codes(clip_idx)
-        z = c + noise if noise is not None else c
+        z = normalise_content(c) if self.cfg.content_norm else c  # noise on the normalised code: same SNR for all
+        z = z + noise if noise is not None else z
         return self.generator(z, self.classes(class_idx)), c
 
 
