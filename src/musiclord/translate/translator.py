@@ -24,6 +24,7 @@ import torch
 from musiclord.audio import MelConfig, audio_info, fused, invert, silence_level, stream_audio
 from musiclord.errors import AudioError, MusiclordError
 from musiclord.models import LordModel, load_model
+from musiclord.models.generator import normalise_content
 from musiclord.translate.config import TranslateConfig, as_mono, resolve_device
 from musiclord.translate.latent_fit import fit_codes
 from musiclord.translate.stream import LogMelStream, MelOverlapAdd, run_pipeline
@@ -122,9 +123,10 @@ class Translator:
     def content_codes(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, M, n_frames) -> content codes (B, Cc, Tc) (encoder, or latent fit for stage 1)."""
         mel = self._check_window(mel)
-        if self.uses_latent_fit:
-            return self._fit(mel)[0]
-        return self._model.encode_content(mel)
+        if not self.uses_latent_fit:
+            return self._model.encode_content(mel)
+        codes = self._fit(mel)[0]
+        return normalise_content(codes) if self._model.cfg.content_norm else codes
 
     @torch.no_grad()
     def class_codes(self, mel: torch.Tensor) -> torch.Tensor:
