@@ -455,3 +455,19 @@ def test_translation_run_trains_resumes_and_logs(stage1, tmp_path):
     sa, sb = load_model(a)[0].state_dict(), load_model(b)[0].state_dict()
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_content_norm_runs_both_stages_on_normalised_codes(tmp_path):
+    """With `model.content_norm` stage 2 regresses the normalised stage-1 codes and the exported
+    model reports normalised codes."""
+    data = write_dataset(tmp_path / "data", per_class=4, val_per_class=1)
+    cfg = tiny_cfg(steps=6, w_adv=0.0, val_every=0)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, content_norm=True),
+                              latent=dataclasses.replace(cfg.latent, steps=8))
+    train_latent(cfg, data, tmp_path / "run")
+    train_amortized(cfg, data, tmp_path / "run")
+    model, _, meta = load_model(tmp_path / "run")
+    assert model.cfg.content_norm and np.isfinite(meta["val_rec"])
+    with torch.no_grad():
+        codes = model.encode_content(torch.from_numpy(np.load(data / "mels.npy")[:6].astype(np.float32)))
+    torch.testing.assert_close(codes.mean(-1), torch.zeros(codes.shape[:2]), atol=1e-4, rtol=0)

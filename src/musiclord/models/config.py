@@ -27,7 +27,9 @@ class ModelConfig:
             deviation, as AdaIN-VC's content encoder ends) before the generator, in both stages
             and at inference; the content codes reported (probes, t-SNE) are the normalised ones.
             The per-channel statistics of a code cannot then carry the instrument (on an unseen
-            bank they did: docs/results.md), nor anything else.
+            bank they did: docs/results.md), nor anything else. Stage 1's noise is added after
+            the normalisation, so `latent.noise_std` alone sets the bottleneck (the activation
+            decay only keeps the raw codes small). Ablation 23: lower probe, worse translations.
     """
 
     n_mels: int = 128
