@@ -136,7 +136,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     model.class_embeddings.copy_(class_t)
     model.to(dev)
     use_adv = ac.w_adv > 0
-    translating = ac.w_cycle > 0 or (use_adv and ac.w_adv_translation > 0)
+    translating = ac.w_cycle > 0 or ac.w_adv_translation > 0  # w_adv_translation > 0 implies w_adv > 0 (config)
     class_dev = class_t.to(dev)  # the stage-1 embeddings: the targets of translations
     disc = build_discriminator(DiscriminatorConfig(channels=ac.disc_channels,
                                                    n_classes=len(classes) if ac.disc_conditional else 0), dev)
