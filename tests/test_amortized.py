@@ -462,12 +462,12 @@ def test_content_norm_runs_both_stages_on_normalised_codes(tmp_path):
     model reports normalised codes."""
     data = write_dataset(tmp_path / "data", per_class=4, val_per_class=1)
     cfg = tiny_cfg(steps=6, w_adv=0.0, val_every=0)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, content_norm=True),
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, content_norm="standard"),
                               latent=dataclasses.replace(cfg.latent, steps=8))
     train_latent(cfg, data, tmp_path / "run")
     train_amortized(cfg, data, tmp_path / "run")
     model, _, meta = load_model(tmp_path / "run")
-    assert model.cfg.content_norm and np.isfinite(meta["val_rec"])
+    assert model.cfg.content_norm == "standard" and np.isfinite(meta["val_rec"])
     with torch.no_grad():
         codes = model.encode_content(torch.from_numpy(np.load(data / "mels.npy")[:6].astype(np.float32)))
     torch.testing.assert_close(codes.mean(-1), torch.zeros(codes.shape[:2]), atol=1e-4, rtol=0)

@@ -71,21 +71,29 @@ def test_load_errors(tmp_path):
         load_model(tmp_path)
 
 
-def test_content_norm_hides_each_code_channels_level_and_spread(tmp_path):
+@pytest.mark.parametrize("mode", ["mean", "standard"])
+def test_content_norm_hides_each_code_channels_level(mode, tmp_path):
     """With `content_norm` the generator sees only each channel's pattern over time: codes that
-    differ by a per-channel gain and offset decode alike, and the reported codes are normalised."""
+    differ by a per-channel offset ("mean"; and gain, "standard") decode alike, and the reported
+    codes are normalised so."""
     torch.manual_seed(0)
     cfg = ModelConfig(n_mels=32, n_frames=32, content_dim=4, content_frames=8, class_dim=8, gen_channels=16,
-                      gen_blocks=2, adain_hidden=16, enc_channels=16, enc_blocks=2, content_norm=True)
+                      gen_blocks=2, adain_hidden=16, enc_channels=16, enc_blocks=2, content_norm=mode)
     model = LordModel(cfg, ["a", "b"]).eval()
     c, e = torch.randn(3, 4, 8), torch.randn(3, 8)
-    gain, offset = torch.rand(3, 4, 1) * 3 + 0.2, torch.randn(3, 4, 1) * 5
+    gain = torch.rand(3, 4, 1) * 3 + 0.2 if mode == "standard" else torch.ones(3, 4, 1)
+    offset = torch.randn(3, 4, 1) * 5
     torch.testing.assert_close(model.decode(c * gain + offset, e), model.decode(c, e), atol=1e-3, rtol=1e-3)
     codes = model.encode_content(torch.randn(3, 32, 32))
     torch.testing.assert_close(codes.mean(-1), torch.zeros(3, 4), atol=1e-5, rtol=0)
-    torch.testing.assert_close(codes.var(-1, unbiased=False), torch.ones(3, 4), atol=1e-3, rtol=0)
-    plain = LordModel(dataclasses.replace(cfg, content_norm=False), ["a", "b"]).eval()
+    if mode == "standard":
+        torch.testing.assert_close(codes.var(-1, unbiased=False), torch.ones(3, 4), atol=1e-3, rtol=0)
+    else:
+        assert not torch.allclose(codes.var(-1, unbiased=False), torch.ones(3, 4), atol=1e-2)
+    plain = LordModel(dataclasses.replace(cfg, content_norm="none"), ["a", "b"]).eval()
     plain.load_state_dict(model.state_dict())
     assert not torch.allclose(plain.decode(c * gain + offset, e), plain.decode(c, e), atol=1e-3)
     save_model(model, tmp_path / "m.pt", MelConfig(), meta={})
-    assert load_model(tmp_path / "m.pt")[0].cfg.content_norm is True
+    assert load_model(tmp_path / "m.pt")[0].cfg.content_norm == mode
+    with pytest.raises(ConfigError, match="content_norm"):
+        dataclasses.replace(cfg, content_norm="instance")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+CONTENT_NORMS = ("none", "mean", "standard")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the generator, the encoders and the codes.
@@ -23,13 +26,13 @@ class ModelConfig:
         adain_hidden: hidden size of the MLP that maps a class embedding to AdaIN parameters.
         enc_channels: hidden channels of the content and class encoders.
         enc_blocks: convolution blocks of each encoder.
-        content_norm: normalise every content code per channel over its frames (zero mean, unit
-            deviation, as AdaIN-VC's content encoder ends) before the generator, in both stages
-            and at inference; the content codes reported (probes, t-SNE) are the normalised ones.
-            The per-channel statistics of a code cannot then carry the instrument (on an unseen
-            bank they did: docs/results.md), nor anything else. Stage 1's noise is added after
-            the normalisation, so `latent.noise_std` alone sets the bottleneck (the activation
-            decay only keeps the raw codes small). Ablation 23: lower probe, worse translations.
+        content_norm: how every content code is normalised per channel over its frames before
+            the generator, in both stages and at inference (the content codes reported, probes
+            and t-SNE, are the normalised ones): "none"; "mean" (each channel's mean removed:
+            the level, which alone read the instrument at 0.80 on an unseen bank); "standard"
+            (mean removed and deviation set to 1, as AdaIN-VC's content encoder ends; stage 1's
+            noise then sets the bottleneck alone, the activation decay only keeps the raw codes
+            small). docs/results.md, ablations 23-24.
     """
 
     n_mels: int = 128
@@ -43,7 +46,7 @@ class ModelConfig:
     adain_hidden: int = 256
     enc_channels: int = 256
     enc_blocks: int = 4
-    content_norm: bool = False
+    content_norm: str = "none"
 
     @property
     def n_up(self) -> int:
@@ -65,5 +68,7 @@ class ModelConfig:
             raise ConfigError("ModelConfig: gen_blocks must be >= log2(n_frames / content_frames)")
         if n_up > self.enc_blocks:
             raise ConfigError("ModelConfig: enc_blocks must be >= log2(n_frames / content_frames)")
+        if self.content_norm not in CONTENT_NORMS:
+            raise ConfigError(f"ModelConfig: content_norm must be one of {', '.join(CONTENT_NORMS)}")
         if min(self.content_dim, self.class_dim, self.gen_channels, self.enc_channels, self.kernel_size) < 1:
             raise ConfigError("ModelConfig: sizes must be positive")

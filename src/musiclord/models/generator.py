@@ -72,12 +72,16 @@ class AdaINBlock(nn.Module):
         return x + h
 
 
-def normalise_content(content: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """content (B, D, F) with each channel's mean over the F frames removed and its deviation set
-    to 1 (`ModelConfig.content_norm`)."""
-    mean = content.mean(-1, keepdim=True)
-    var = content.var(-1, keepdim=True, unbiased=False)
-    return (content - mean) * torch.rsqrt(var + eps)
+def normalise_content(content: torch.Tensor, mode: str, eps: float = 1e-5) -> torch.Tensor:
+    """content (B, D, F) as the generator sees it (`ModelConfig.content_norm`): unchanged for
+    "none"; each channel's mean over the F frames removed for "mean"; and its deviation set to 1
+    as well for "standard"."""
+    if mode == "none":
+        return content
+    centred = content - content.mean(-1, keepdim=True)
+    if mode == "mean":
+        return centred
+    return centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps)
 
 
 class Generator(nn.Module):
@@ -109,7 +113,7 @@ class Generator(nn.Module):
             (B, n_mels, content_frames * 2**n_up) normalised log-mel.
         """
         params = self.style(class_emb).split([b.n_params for b in self.blocks], dim=-1)
-        x = self.inp(normalise_content(content) if self.cfg.content_norm else content)
+        x = self.inp(normalise_content(content, self.cfg.content_norm))
         for block, p in zip(self.blocks, params):
             x = block(x, p)
         return self.out(x)

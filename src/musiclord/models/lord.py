@@ -49,9 +49,8 @@ class LordModel(nn.Module):
 
     def encode_content(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, n_mels, n_frames) -> content (B, content_dim, content_frames), normalised per
-        channel when `cfg.content_norm` (what the generator sees)."""
-        content = self.content_encoder(mel)
-        return normalise_content(content) if self.cfg.content_norm else content
+        channel as `cfg.content_norm` says (what the generator sees)."""
+        return normalise_content(self.content_encoder(mel), self.cfg.content_norm)
 
     def encode_class(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, n_mels, T) -> class embedding (B, class_dim)."""

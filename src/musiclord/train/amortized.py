@@ -126,8 +126,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     it = BatchIterator(mels, lat.rows.tolist(), ac.batch_size, seed=cfg.seed + 2, env=env)
     total = total_steps(cfg, it.steps_per_epoch)
     content_t, class_t, labels = lat.content.float(), lat.class_embeddings.float(), lat.labels
-    if cfg.model.content_norm:  # the encoder's output is normalised: regress the normalised codes
-        content_t = normalise_content(content_t)
+    content_t = normalise_content(content_t, cfg.model.content_norm)  # what the encoder's output is compared to
     alt = rerender_rows(ds, lat.rows)
     n_alt = int((alt >= 0).sum())
 

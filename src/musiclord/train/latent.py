@@ -77,7 +77,7 @@ class LatentModel(nn.Module):
             (pred (B, n_mels, n_frames), codes (B, content_dim, content_frames) before noise).
         """
         c = self.codes(clip_idx)
-        z = normalise_content(c) if self.cfg.content_norm else c  # noise on the normalised code: same SNR for all
+        z = normalise_content(c, self.cfg.content_norm)  # the noise comes after: the same SNR for every code
         z = z + noise if noise is not None else z
         return self.generator(z, self.classes(class_idx)), c
 

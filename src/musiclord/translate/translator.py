@@ -125,8 +125,7 @@ class Translator:
         mel = self._check_window(mel)
         if not self.uses_latent_fit:
             return self._model.encode_content(mel)
-        codes = self._fit(mel)[0]
-        return normalise_content(codes) if self._model.cfg.content_norm else codes
+        return normalise_content(self._fit(mel)[0], self._model.cfg.content_norm)
 
     @torch.no_grad()
     def class_codes(self, mel: torch.Tensor) -> torch.Tensor:
