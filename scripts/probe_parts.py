@@ -7,8 +7,10 @@ The test split's passages are played by every instrument, so any accuracy above 
 the instrument leaking into the codes. Probes as `musiclord evaluate` (5-fold logistic
 regression, repeated 5 times; 95% Wilson interval). Each probe reads one view of the codes:
 - whole: the flattened (D, F) codes, what `evaluate` reports;
-- statistics: each channel's mean and standard deviation over the F frames (2 D numbers);
-- normalised: the codes with each channel's mean and deviation over time removed (the pattern).
+- means, deviations: each channel's mean (level), or standard deviation (spread), over the F
+  frames (D numbers); statistics: both (2 D numbers);
+- centred: the codes with each channel's mean removed (`model.content_norm=mean` sees these);
+- normalised: the codes with each channel's mean and deviation removed (the pattern alone).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ def views(codes: torch.Tensor) -> dict[str, np.ndarray]:
     mean, std = codes.mean(-1, keepdim=True), codes.std(-1, keepdim=True)
     return {
         "whole": codes.flatten(1).numpy(),
+        "means": mean.flatten(1).numpy(),
+        "deviations": std.flatten(1).numpy(),
         "statistics": torch.cat([mean, std], 1).flatten(1).numpy(),
+        "centred": (codes - mean).flatten(1).numpy(),
         "normalised": ((codes - mean) / (std + 1e-5)).flatten(1).numpy(),
     }
 
