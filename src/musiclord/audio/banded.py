@@ -106,6 +106,13 @@ def _inversion_basis(cfg: MelConfig, n_fft: int | None, device: str, dtype: torc
     return basis.to(device=device, dtype=dtype)
 
 
+def filter_mass(cfg: MelConfig, n_fft: int | None = None, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Each STFT bin's total filter weight, the column sums of `inversion_basis` (floored at 1e-8):
+    (n_fft // 2 + 1,). The mel -> linear inversions spread a band's energy over its bins by it."""
+    return inversion_basis(cfg, n_fft, device, dtype).sum(0).clamp(min=1e-8)
+
+
 @functools.lru_cache(maxsize=8)
 def scaled_inversion_basis(cfg: MelConfig, n_fft: int) -> tuple[torch.Tensor, torch.Tensor, float]:
     """`inversion_basis` with unit-norm columns (computed in float64), the column norms, and the

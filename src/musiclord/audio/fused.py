@@ -29,7 +29,7 @@ import threading
 import numpy as np
 import torch
 
-from musiclord.audio.banded import banded_mel, inversion_basis, scaled_inversion_basis
+from musiclord.audio.banded import banded_mel, filter_mass, inversion_basis, scaled_inversion_basis
 from musiclord.audio.mel import MelConfig
 
 try:  # numba is a dependency; its absence only costs speed
@@ -246,7 +246,7 @@ def _nnls_tables(cfg: MelConfig, n_fft: int) -> tuple[np.ndarray, ...]:
     lo, hi, _, _ = _band_rows(cfg, n_fft)
     scaled, norms, _ = scaled_inversion_basis(cfg, n_fft)
     bands = np.concatenate([scaled[m, lo[m]: hi[m]].numpy() for m in range(len(lo))])
-    inv_mass = inversion_basis(cfg, n_fft).sum(0).clamp(min=1e-8).reciprocal()
+    inv_mass = filter_mass(cfg, n_fft).reciprocal()
     return bands.astype(np.float32), norms.numpy(), inv_mass.numpy()
 
 
@@ -265,7 +265,7 @@ class MelRefiner:
     """
 
     def __init__(self, cfg: MelConfig, n_fft: int, mel: torch.Tensor) -> None:
-        self.inv_mass = inversion_basis(cfg, n_fft, mel.device, mel.dtype).sum(0).clamp(min=1e-8).reciprocal()  # (F,)
+        self.inv_mass = filter_mass(cfg, n_fft, mel.device, mel.dtype).reciprocal()  # (F,)
         self.numba = use_numba(mel.device, mel.dtype)
         if self.numba:
             self.rows = _band_rows(cfg, n_fft)

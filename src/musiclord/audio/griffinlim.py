@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from musiclord.audio import fused
-from musiclord.audio.banded import banded_mel, inversion_basis, scaled_inversion_basis
+from musiclord.audio.banded import banded_mel, filter_mass, inversion_basis, scaled_inversion_basis
 from musiclord.audio.framed import FramedProjection, stft_frames
 from musiclord.audio.mel import MelConfig, log_denormalize, stft
 from musiclord.audio.phase import random_phase, vocoder_phase
@@ -85,7 +85,7 @@ def mel_to_linear(mel: torch.Tensor, cfg: MelConfig, n_iter: int = 40, n_fft: in
     a = banded_mel(cfg, mel.device, mel.dtype, scaled=True, n_fft=n_fft)  # unit-norm columns
     norms = norms.to(mel.device, mel.dtype)[:, None]  # (F, 1)
     basis = inversion_basis(cfg, n_fft, mel.device, mel.dtype)
-    mass = basis.sum(0).clamp(min=1e-8)[:, None]
+    mass = filter_mass(cfg, n_fft, mel.device, mel.dtype)[:, None]
     # Work in u = S * norms (so that A u = M S); start from the spread transpose.
     x = torch.matmul(basis.t(), mel) / mass * norms  # (B, F, T)
     y, step = x, 1.0 / lipschitz
