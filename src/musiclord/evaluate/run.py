@@ -202,10 +202,11 @@ def _model_metrics(
                      for i, (_, t) in enumerate(pairs)]).reshape(len(pairs), p, 2)  # (K, P, correct/total)
     per_pair: dict[str, dict[str, Any]] = {}
     for i, (s, t) in enumerate(pairs):
+        correct, total = (int(n) for n in hits[i].sum(0))  # the pair's frames over its pitch passages
         per_pair[f"{classes[s]}->{classes[t]}"] = {
             "lsd": float(lsd_model[i].mean()),
             "timbre": float((pred[i] == t).mean()),
-            "pitch": _rpa(f0[i], v[i], gt.f0[:, t], gt.voiced[:, t]),
+            "pitch": correct / total if total else None,
         }
     cells = {pair: (mel[i], wave[i]) for i, pair in enumerate(pairs)}
     return per_pair, cells, passage_bootstrap(lsd_model, lsd_copy, hits[..., 0], hits[..., 1], seed=opts.seed)
