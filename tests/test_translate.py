@@ -245,6 +245,24 @@ def test_stage1_model_fits_codes_by_latent_optimisation(tmp_path):
     assert all(not p.requires_grad or p.grad is None for p in g.parameters())  # generator untouched
 
 
+def test_refine_steps_fit_encoder_codes_to_the_input(run_dir):
+    """refine_steps > 0: codes start at the encoder's and reconstruct the window better; 0 keeps them."""
+    plain = Translator.from_checkpoint(run_dir)
+    refined = Translator.from_checkpoint(run_dir, cfg=TranslateConfig(refine_steps=60, refine_lr=0.05,
+                                                                      refine_anchor=0.01))
+    torch.manual_seed(2)
+    mel = torch.randn(2, TINY.n_mels, TINY.n_frames) * 0.5
+    m = plain.model
+    c0, c1 = plain.content_codes(mel), refined.content_codes(mel)
+    assert torch.equal(c0, m.encode_content(mel).detach())
+    with torch.no_grad():
+        e = m.encode_class(mel)
+        err0, err1 = (torch.mean((m.decode(c, e) - mel) ** 2) for c in (c0, c1))
+    assert err1 < 0.9 * err0
+    assert not torch.equal(c0, c1)
+    assert all(p.grad is None for p in refined.model.generator.parameters())  # generator untouched
+
+
 def test_translate_file_streams_and_writes_16k(tr, tmp_path):
     x = tones(3.3, 44100)
     sf.write(tmp_path / "in.flac", np.stack([x, x], axis=1), 44100)

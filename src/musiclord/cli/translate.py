@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gl-iters", type=int, default=64, help="Griffin-Lim iterations (default 64)")
     p.add_argument("--latent-steps", type=int, default=200,
                    help="code-fitting steps per window for a stage-1-only model (default 200)")
+    p.add_argument("--refine-steps", type=int, default=0,
+                   help="refine each window's content code by this many steps after the encoder (default 0: off; slower)")
     p.add_argument("--no-gate", action="store_true", help="do not keep silent input frames silent")
     p.set_defaults(func=_run)
 
@@ -38,10 +40,10 @@ def _run(args: argparse.Namespace) -> int:
     from musiclord.errors import AudioError, MusiclordError
     from musiclord.translate import TranslateConfig, Translator
 
-    if args.batch_size < 1 or args.gl_iters < 1 or args.latent_steps < 0:
-        raise MusiclordError("--batch-size and --gl-iters must be >= 1, --latent-steps >= 0")
+    if args.batch_size < 1 or args.gl_iters < 1 or args.latent_steps < 0 or args.refine_steps < 0:
+        raise MusiclordError("--batch-size and --gl-iters must be >= 1, --latent-steps and --refine-steps >= 0")
     cfg = TranslateConfig(batch_size=args.batch_size, gl_iters=args.gl_iters, latent_steps=args.latent_steps,
-                          gate=not args.no_gate)
+                          refine_steps=args.refine_steps, gate=not args.no_gate)
     tr = Translator.from_checkpoint(args.model, device=args.device, cfg=cfg)
     if args.list:
         for name in tr.instruments:

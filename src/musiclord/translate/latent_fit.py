@@ -22,6 +22,8 @@ def fit_codes(
     lr: float = 0.05,
     content_decay: float = 1e-3,
     fit_class: bool = True,
+    content_init: torch.Tensor | None = None,
+    anchor: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit content codes and class embeddings to clips through a frozen generator.
 
@@ -34,13 +36,16 @@ def fit_codes(
         lr: Adam learning rate.
         content_decay: weight of the activation decay mean(c²) (stage 1's regulariser).
         fit_class: optimise the class embedding jointly (else keep class_init).
+        content_init: (B, Cc, Tc) starting codes (an encoder's, to refine them), else zeros.
+        anchor: weight of mean((c - content_init)²), keeping refined codes near the encoder's.
 
     Returns:
         (content (B, Cc, Tc), class_emb (B, E)), detached.
     """
     b = mel.shape[0]
     mel = mel.detach()
-    content = torch.zeros(b, *content_shape, device=mel.device, requires_grad=True)
+    start = torch.zeros(b, *content_shape, device=mel.device) if content_init is None else content_init.detach()
+    content = start.clone().requires_grad_(True)
     emb = class_init.detach().to(mel.device).expand(b, -1).clone().requires_grad_(fit_class)
     params = [content] + ([emb] if fit_class else [])
     opt = torch.optim.Adam(params, lr=lr)
@@ -53,6 +58,8 @@ def fit_codes(
                 opt.zero_grad(set_to_none=True)
                 pred = generator(content, emb)
                 loss = F.mse_loss(pred, mel) + content_decay * content.pow(2).mean()
+                if anchor:
+                    loss = loss + anchor * (content - start).pow(2).mean()
                 loss.backward()
                 opt.step()
     finally:

@@ -112,6 +112,16 @@ class Translator:
         return fit_codes(m.generator, mel, (m.cfg.content_dim, m.cfg.content_frames), init,
                          steps=self.cfg.latent_steps, lr=self.cfg.latent_lr)
 
+    def _encode(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, M, n_frames) -> content codes: the encoder's, refined when `cfg.refine_steps` > 0."""
+        m = self._model
+        codes = m.encode_content(mel)
+        if self.cfg.refine_steps <= 0:
+            return codes
+        return fit_codes(m.generator, mel, tuple(codes.shape[1:]), m.encode_class(mel), steps=self.cfg.refine_steps,
+                         lr=self.cfg.refine_lr, content_decay=0.0, fit_class=False, content_init=codes,
+                         anchor=self.cfg.refine_anchor)[0]
+
     def _check_window(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.dim() != 3 or mel.shape[1] != self._mel_cfg.n_mels or mel.shape[2] != self._mel_cfg.n_frames:
             raise ValueError(
@@ -124,7 +134,7 @@ class Translator:
         """mel (B, M, n_frames) -> content codes (B, Cc, Tc) (encoder, or latent fit for stage 1)."""
         mel = self._check_window(mel)
         if not self.uses_latent_fit:
-            return self._model.encode_content(mel)
+            return self._encode(mel)
         return normalise_content(self._fit(mel)[0], self._model.cfg.content_norm)
 
     @torch.no_grad()
@@ -169,7 +179,7 @@ class Translator:
             active = self._gate(mel).amax(dim=(-2, -1)) > 0 if self.cfg.gate else torch.ones(mel.shape[0], dtype=torch.bool)
             if active.any():
                 x = mel[active]
-                content = self._fit(x)[0] if self.uses_latent_fit else self._model.encode_content(x)
+                content = self._fit(x)[0] if self.uses_latent_fit else self._encode(x)
                 out[active] = self._model.decode(content, target.to(self.device).expand(x.shape[0], -1))
             return out
 
