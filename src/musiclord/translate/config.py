@@ -41,7 +41,8 @@ class TranslateConfig:
             embedding of the same window, reproduces the input, kept near the encoder's code by
             `refine_anchor`. Slower (one generator pass and its backward per step). Development
             sets (docs/results.md, ablation 28): LSD ratio 0.452 -> 0.437 on the training bank,
-            1.046 -> 0.988 on an unseen one, but the content probe on the unseen one rises.
+            1.046 -> 0.988 on an unseen one, but the probe there rises, and on the test bank
+            it is slightly worse (0.630 -> 0.636): kept off.
         refine_lr, refine_anchor: its learning rate and the weight of mean((c - c_encoder)²).
         chunk_seconds: audio read per step when streaming a file (0: 30 s on a CPU, 80 s on a
             GPU, so that `block_batch` blocks come ready together).
