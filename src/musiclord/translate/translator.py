@@ -112,15 +112,21 @@ class Translator:
         return fit_codes(m.generator, mel, (m.cfg.content_dim, m.cfg.content_frames), init,
                          steps=self.cfg.latent_steps, lr=self.cfg.latent_lr)
 
-    def _encode(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel (B, M, n_frames) -> content codes: the encoder's, refined when `cfg.refine_steps` > 0."""
+    def _content(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, M, n_frames) -> content codes (B, Cc, Tc) as the generator sees them (normalised as
+        `content_norm` says): latent fit for a stage-1-only model, else the encoder's, refined when
+        `cfg.refine_steps` > 0."""
         m = self._model
-        codes = m.encode_content(mel)
-        if self.cfg.refine_steps <= 0:
-            return codes
-        return fit_codes(m.generator, mel, tuple(codes.shape[1:]), m.encode_class(mel), steps=self.cfg.refine_steps,
-                         lr=self.cfg.refine_lr, content_decay=0.0, fit_class=False, content_init=codes,
-                         anchor=self.cfg.refine_anchor)[0]
+        if self.uses_latent_fit:
+            codes = self._fit(mel)[0]
+        else:
+            codes = m.encode_content(mel)
+            if self.cfg.refine_steps <= 0:
+                return codes
+            codes = fit_codes(m.generator, mel, tuple(codes.shape[1:]), m.encode_class(mel),
+                              steps=self.cfg.refine_steps, lr=self.cfg.refine_lr, content_decay=0.0, fit_class=False,
+                              content_init=codes, anchor=self.cfg.refine_anchor)[0]
+        return normalise_content(codes, m.cfg.content_norm)
 
     def _check_window(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.dim() != 3 or mel.shape[1] != self._mel_cfg.n_mels or mel.shape[2] != self._mel_cfg.n_frames:
@@ -132,10 +138,7 @@ class Translator:
     @torch.no_grad()
     def content_codes(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, M, n_frames) -> content codes (B, Cc, Tc) (encoder, or latent fit for stage 1)."""
-        mel = self._check_window(mel)
-        if not self.uses_latent_fit:
-            return self._encode(mel)
-        return normalise_content(self._fit(mel)[0], self._model.cfg.content_norm)
+        return self._content(self._check_window(mel))
 
     @torch.no_grad()
     def class_codes(self, mel: torch.Tensor) -> torch.Tensor:
@@ -179,8 +182,7 @@ class Translator:
             active = self._gate(mel).amax(dim=(-2, -1)) > 0 if self.cfg.gate else torch.ones(mel.shape[0], dtype=torch.bool)
             if active.any():
                 x = mel[active]
-                content = self._fit(x)[0] if self.uses_latent_fit else self._encode(x)
-                out[active] = self._model.decode(content, target.to(self.device).expand(x.shape[0], -1))
+                out[active] = self._model.decode(self._content(x), target.to(self.device).expand(x.shape[0], -1))
             return out
 
         return fn
