@@ -399,6 +399,12 @@ def test_translation_targets_are_other_classes_and_reproducible():
     # two processes' shares of the global batch draw what one process draws for it
     half = [translation_targets(y[s], 4, 5, 3, 256, s) for s in (slice(0, 128), slice(128, 256))]
     assert torch.equal(torch.cat(half), a)
+    # only some targets allowed: the others translate into them, the allowed class keeps its own
+    only = translation_targets(y, 4, seed=5, step=3, batch_size=256, local=slice(0, 256), allowed=(1,))
+    assert (only == 1).all()
+    two = translation_targets(y, 4, seed=5, step=3, batch_size=256, local=slice(0, 256), allowed=(1, 3))
+    assert (two[y == 1] == 3).all() and (two[y == 3] == 1).all()
+    assert set(torch.bincount(two[y == 0], minlength=4).nonzero().flatten().tolist()) == {1, 3}
 
 
 def test_translation_terms_judge_translations_and_read_back_the_content():
@@ -455,6 +461,9 @@ def test_translation_run_trains_resumes_and_logs(stage1, tmp_path):
     sa, sb = load_model(a)[0].state_dict(), load_model(b)[0].state_dict()
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4, msg=k)
+    bad = dataclasses.replace(cfg, amortized=dataclasses.replace(cfg.amortized, translation_to=("tuba",)))
+    with pytest.raises(ConfigError, match="translation_to: unknown class 'tuba'"):
+        train_amortized(bad, data, b)
 
 
 def test_content_norm_runs_both_stages_on_normalised_codes(tmp_path):

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from musiclord.config import save_config, to_dict
-from musiclord.errors import CheckpointError, DataError
+from musiclord.errors import CheckpointError, ConfigError, DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel, save_model
 from musiclord.models.generator import normalise_content
@@ -120,6 +120,10 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     classes = list(ds.classes)
     if classes != lat.classes:
         raise DataError(f"{data_dir}: classes {classes} differ from stage 1's {lat.classes}")
+    unknown = sorted(set(ac.translation_to) - set(classes))
+    if unknown:
+        raise ConfigError(f"amortized.translation_to: unknown class {unknown[0]!r} (classes: {', '.join(classes)})")
+    translate_to = tuple(classes.index(c) for c in ac.translation_to)
     mels = load_mels(ds)
     if int(lat.rows.max()) >= mels.shape[0]:
         raise DataError(f"{data_dir}: fewer clips than stage 1 was trained on")
@@ -218,7 +222,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         y_to = None
         if translating:
             y_to = translation_targets(y, len(classes), cfg.seed + TRANSLATION_SEED, step, it.batch_size,
-                                       it.local_slice(it.batch_size))
+                                       it.local_slice(it.batch_size), translate_to)
         scal: dict[str, float] = {}
         if use_adv:
             scal.update(critic_update(model, disc, opt_d, x, y, ac, step, gp_gen,
@@ -346,6 +350,7 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
         "w_adv": cfg.amortized.w_adv,
         "w_adv_translation": cfg.amortized.w_adv_translation,
         "w_cycle": cfg.amortized.w_cycle,
+        "translation_to": list(cfg.amortized.translation_to),
         "latent_steps": int(latent_steps),
         "amortized_steps": int(steps),
         "best_step": int(best.get("step", steps)),

@@ -26,6 +26,9 @@ class AmortizedConfig:
         w_adv_translation: weight of the generator's Wasserstein loss on *translations*
             G(E_c(x), e_t) into another class t, which the class-conditional critic then also
             learns to reject (`amortized_losses`); needs w_adv > 0; 0: off.
+        translation_to: target classes of the translations above (names of the dataset's
+            classes; empty: every class). ("piano",) judges only translations into piano, the
+            one target whose envelope the source's code does not give (docs/results.md).
         w_cycle: weight of ||E_c(G(E_c(x), e_t)) - c_i||², the stage-1 content code read back
             from the translation; 0: off.
         gp_weight: gradient-penalty weight (10 as in Gulrajani et al. 2017).
@@ -69,6 +72,7 @@ class AmortizedConfig:
     w_adv: float = 0.01
     w_adv_translation: float = 0.0
     w_cycle: float = 0.0
+    translation_to: tuple[str, ...] = ()
     gp_weight: float = 10.0
     gp_every: int = 1
     drift: float = 1e-3

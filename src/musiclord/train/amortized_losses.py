@@ -29,13 +29,23 @@ TRANSLATION_SEED = 13  # added to the run's seed: the target draws differ from t
 
 
 def translation_targets(y: torch.Tensor, n_classes: int, seed: int, step: int, batch_size: int,
-                        local: slice) -> torch.Tensor:
+                        local: slice, allowed: tuple[int, ...] = ()) -> torch.Tensor:
     """For clips of classes y (b,), a target class other than each clip's own, uniform over the
-    others: (b,) long on y's device. The draw is a function of (seed, step) for the global batch
-    of `batch_size`, of which y is the `local` share (resumed and distributed runs draw alike)."""
+    others, or over the `allowed` ones when given (a clip whose class is the only allowed one
+    keeps its own: its "translation" is a reconstruction with its class embedding): (b,) long on
+    y's device. The draw is a function of (seed, step) for the global batch of `batch_size`, of
+    which y is the `local` share (resumed and distributed runs draw alike)."""
     g = torch.Generator().manual_seed(seed * 1000003 + step)
-    shift = torch.randint(1, n_classes, (batch_size,), generator=g)[local].to(y.device)
-    return (y + shift) % n_classes
+    if not allowed or set(allowed) >= set(range(n_classes)):
+        shift = torch.randint(1, n_classes, (batch_size,), generator=g)[local].to(y.device)
+        return (y + shift) % n_classes
+    u, y_cpu = torch.rand(batch_size, generator=g)[local], y.cpu()
+    out = y_cpu.clone()
+    for c in range(n_classes):
+        others = torch.tensor([t for t in sorted(set(allowed)) if t != c] or [c])
+        rows = y_cpu == c
+        out[rows] = others[(u[rows] * len(others)).long()]
+    return out.to(y.device)
 
 
 def critic_update(model: LordModel, disc: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
