@@ -5,7 +5,9 @@
 
 Takes the first `--passages` paired passages of the split (sorted ids) and prints, per model, the
 RMS distance to the truth in normalised log-mel and the share of near-silent bins (below -1.5,
-the dark gaps between piano notes) against the truth's.
+the dark gaps between piano notes) against the truth's. With `--pitch` a last row shows the pYIN
+pitch tracks of the true and the translated audio (after Griffin-Lim, as `musiclord evaluate`
+scores them) and each model's raw pitch accuracy on these passages is printed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from musiclord.audio import invert  # noqa: E402
 from musiclord.evaluate.adapters import load_translator, open_dataset  # noqa: E402
+from musiclord.evaluate.pitch import track_f0  # noqa: E402
+from musiclord.evaluate.run import _rpa  # noqa: E402
 
 DARK = -1.5  # normalised log-mel below which a bin counts as near-silent
 
@@ -31,6 +37,7 @@ def main() -> None:
     ap.add_argument("--target", default="piano")
     ap.add_argument("--split", default="test")
     ap.add_argument("--passages", type=int, default=3)
+    ap.add_argument("--pitch", action="store_true", help="add a row of pitch tracks (truth and each model)")
     ap.add_argument("--out", required=True, help="PNG to write")
     args = ap.parse_args()
     ds = open_dataset(args.data)
@@ -45,7 +52,10 @@ def main() -> None:
         rows.append((f"{run} -> {args.target}", out))
         print(f"{run}: RMS to truth {(out - truth).pow(2).mean().sqrt():.3f}, near-silent bins "
               f"{(out < DARK).float().mean():.3f} (truth {(truth < DARK).float().mean():.3f})")
-    fig, ax = plt.subplots(len(rows), len(cids), figsize=(3.2 * len(cids), 2.0 * len(rows)), squeeze=False)
+    n_rows = len(rows) + int(args.pitch)
+    fig, ax = plt.subplots(n_rows, len(cids), figsize=(3.2 * len(cids), 2.0 * n_rows), squeeze=False)
+    if args.pitch:
+        _pitch_row(ax[-1], rows[1:], ds.mel_config)
     for i, (name, mel) in enumerate(rows):
         for j in range(len(cids)):
             ax[i, j].imshow(mel[j].numpy(), origin="lower", aspect="auto", vmin=-2.5, vmax=3, cmap="magma")
@@ -54,6 +64,27 @@ def main() -> None:
         ax[i, 0].set_ylabel(name, fontsize=7)
     fig.tight_layout()
     fig.savefig(args.out, dpi=60)
+
+
+def _pitch_row(ax, rows: list, cfg) -> None:
+    """Pitch tracks (MIDI) of the truth (first of `rows`, black) and the translations, one passage per axis."""
+    tracks = []
+    for name, mel in rows:
+        f0, voiced = track_f0(invert(mel, cfg).numpy(), cfg.sample_rate)
+        tracks.append((name, f0, voiced))
+    _, f0_t, v_t = tracks[0]
+    for name, f0, v in tracks[1:]:
+        acc = [_rpa(f0[j], v[j], f0_t[j], v_t[j]) for j in range(len(f0))]
+        print(f"{name}: raw pitch accuracy {', '.join('-' if a is None else f'{a:.2f}' for a in acc)}")
+    for j, a in enumerate(ax):
+        for k, (name, f0, v) in enumerate(tracks):
+            midi = np.where(v[j], 69 + 12 * np.log2(np.maximum(f0[j], 1e-3) / 440), np.nan)
+            a.plot(midi, color="black" if k == 0 else f"C{k - 1}", lw=2.5 if k == 0 else 1.0,
+                   label=name if j == 0 else None)
+        a.set_xticks([])
+        a.tick_params(labelsize=6)
+    ax[0].set_ylabel("pitch (MIDI)", fontsize=7)
+    ax[0].legend(fontsize=5, loc="lower left")
 
 
 if __name__ == "__main__":
