@@ -405,6 +405,8 @@ def test_translation_targets_are_other_classes_and_reproducible():
     two = translation_targets(y, 4, seed=5, step=3, batch_size=256, local=slice(0, 256), allowed=(1, 3))
     assert (two[y == 1] == 3).all() and (two[y == 3] == 1).all()
     assert set(torch.bincount(two[y == 0], minlength=4).nonzero().flatten().tolist()) == {1, 3}
+    half = [translation_targets(y[s], 4, 5, 3, 256, s, allowed=(1, 3)) for s in (slice(0, 128), slice(128, 256))]
+    assert torch.equal(torch.cat(half), two)
 
 
 def test_translation_terms_judge_translations_and_read_back_the_content():
