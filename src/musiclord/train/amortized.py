@@ -120,11 +120,12 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     classes = list(ds.classes)
     if classes != lat.classes:
         raise DataError(f"{data_dir}: classes {classes} differ from stage 1's {lat.classes}")
-    unknown = sorted(set(ac.translation_to) - set(classes)) if ac.w_adv_translation > 0 or ac.w_cycle > 0 else []
+    translating = ac.w_cycle > 0 or ac.w_adv_translation > 0  # w_adv_translation > 0 implies w_adv > 0 (config)
+    unknown = sorted(set(ac.translation_to) - set(classes)) if translating else []
     if unknown:
         raise ConfigError(f"amortized.translation_to: unknown class {unknown[0]!r} (classes: {', '.join(classes)}; "
                           "amortized.translation_to=[] judges translations into every class)")
-    translate_to = tuple(classes.index(c) for c in ac.translation_to if c in classes)
+    translate_to = tuple(classes.index(c) for c in ac.translation_to) if translating else ()
     mels = load_mels(ds)
     if int(lat.rows.max()) >= mels.shape[0]:
         raise DataError(f"{data_dir}: fewer clips than stage 1 was trained on")
@@ -140,7 +141,6 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     model.class_embeddings.copy_(class_t)
     model.to(dev)
     use_adv = ac.w_adv > 0
-    translating = ac.w_cycle > 0 or ac.w_adv_translation > 0  # w_adv_translation > 0 implies w_adv > 0 (config)
     class_dev = class_t.to(dev)  # the stage-1 embeddings: the targets of translations
     disc = build_discriminator(DiscriminatorConfig(channels=ac.disc_channels,
                                                    n_classes=len(classes) if ac.disc_conditional else 0), dev)
