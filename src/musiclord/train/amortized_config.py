@@ -121,8 +121,8 @@ AMORTIZED_PRESETS: dict[str, AmortizedConfig] = {
                             log_every=20, image_every=300, checkpoint_every=100),
     # quality: the critic also judges translations into piano, the one target whose envelope
     # (strikes, decay) the source's code does not carry (ablation 29); 3000 steps rather than 2000
-    # and a random EQ of up to 12 dB on the encoders' input, which keeps an unseen bank's colour
-    # out of the content codes (ablations 31-36 in docs/results.md)
+    # and a random EQ of up to 12 dB on the encoders' input, so that less of an unseen bank's
+    # colour reaches the content codes (ablations 31-37 in docs/results.md)
     "quality": AmortizedConfig(steps=3000, batch_size=16, w_adv=0.002, w_adv_translation=0.001,
                                translation_to=("piano",), timbre_eq_db=12.0, adv_warmup_steps=150,
                                disc_channels=16, val_every=100, checkpoint_every=100, image_every=2000),
