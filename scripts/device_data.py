@@ -52,6 +52,8 @@ def pack(data_dir: str | Path, out: str | Path, skip: set[str], mb: float) -> li
     mels = np.load(data_dir / "mels.npy", mmap_mode="r")
     recs = [json.loads(line) for line in (data_dir / "manifest.jsonl").read_text().splitlines() if line]
     rows = sorted(r["index"] for r in recs if r["split"] not in skip)
+    if not rows:
+        raise SystemExit(f"{data_dir}: no clips outside the skipped splits {sorted(skip)}")
     header = {"shape": list(mels.shape), "dtype": str(mels.dtype)}
     chunks: list[Path] = []
     size = float("inf")
