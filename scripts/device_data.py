@@ -5,8 +5,9 @@
     python3 scripts/device_data.py unpack .xfer/c0 /tmp/data2
 
 Each chunk holds blocks of consecutive mel rows, each a zlib of the rows' bytes regrouped by byte
-position (lossless; float16 log-mels shrink to ~0.6-0.75), plus the dataset's small files in the
-first chunk. Rows of the `--skip` splits are not sent and stay zero on the other side: stage 2
+position (lossless; float16 log-mels shrink to ~0.6-0.75), plus the dataset's other top-level files
+(header, manifest, notes) in the first chunk. `pack` reads the dataset through musiclord's own
+reader (checked); `unpack` needs only numpy, so it runs on a machine without musiclord installed. Rows of the `--skip` splits are not sent and stay zero on the other side: stage 2
 reads only the train, val and rerender splits. A machine held between calls keeps /tmp, so the
 chunks add up there; a fresh machine needs them all again. Session 10 sent runs/data2 (282 MB)
 in four calls of under 64 MiB this way (docs/benchmarks.md).
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-SMALL_FILES = ("dataset.json", "manifest.jsonl", "notes.jsonl")
 BLOCK_ROWS = 100
 
 
@@ -48,13 +48,16 @@ def _row_runs(rows: list[int]) -> list[tuple[int, int]]:
 
 def pack(data_dir: str | Path, out: str | Path, skip: set[str], mb: float) -> list[Path]:
     """Write out/c0, out/c1, ... each under `mb` MB of blocks; returns the chunk folders."""
+    from musiclord.data import Dataset
+    from musiclord.data.records import MELS
+
     data_dir, out = Path(data_dir), Path(out)
-    mels = np.load(data_dir / "mels.npy", mmap_mode="r")
-    recs = [json.loads(line) for line in (data_dir / "manifest.jsonl").read_text().splitlines() if line]
-    rows = sorted(r["index"] for r in recs if r["split"] not in skip)
+    ds = Dataset.open(data_dir)
+    mels = ds.mels
+    rows = sorted(r.index for r in ds.records if r.split not in skip)
     if not rows:
         raise SystemExit(f"{data_dir}: no clips outside the skipped splits {sorted(skip)}")
-    header = {"shape": list(mels.shape), "dtype": str(mels.dtype)}
+    header = {"file": MELS, "shape": list(mels.shape), "dtype": str(mels.dtype)}
     chunks: list[Path] = []
     size = float("inf")
     for a, b in _row_runs(rows):
@@ -66,9 +69,9 @@ def pack(data_dir: str | Path, out: str | Path, skip: set[str], mb: float) -> li
             size = 0
         (chunks[-1] / f"rows_{a}_{b}.z").write_bytes(blob)
         size += len(blob)
-    for f in SMALL_FILES:
-        if (data_dir / f).exists():
-            shutil.copy(data_dir / f, chunks[0] / f)
+    for f in data_dir.iterdir():
+        if f.is_file() and f.name != MELS:
+            shutil.copy(f, chunks[0] / f.name)
     return chunks
 
 
@@ -78,7 +81,7 @@ def unpack(chunk: str | Path, dst: str | Path) -> int:
     header = json.loads((chunk / "header.json").read_text())
     dtype, shape = np.dtype(header["dtype"]), tuple(header["shape"])
     dst.mkdir(parents=True, exist_ok=True)
-    path = dst / "mels.npy"
+    path = dst / header["file"]
     mels = (np.lib.format.open_memmap(path, mode="r+") if path.exists()
             else np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape))
     if mels.shape != shape or mels.dtype != dtype:
@@ -89,9 +92,9 @@ def unpack(chunk: str | Path, dst: str | Path) -> int:
         mels[a:b] = _unshuffle(zlib.decompress(f.read_bytes()), dtype, (b - a, *shape[1:]))
         n += b - a
     mels.flush()
-    for f in SMALL_FILES:
-        if (chunk / f).exists():
-            shutil.copy(chunk / f, dst / f)
+    for f in chunk.iterdir():
+        if f.name != "header.json" and f.suffix != ".z":
+            shutil.copy(f, dst / f.name)
     return n
 
 

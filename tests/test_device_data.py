@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
 
+from musiclord.audio import MelConfig
+from musiclord.data import Dataset
+from musiclord.data.writer import DatasetWriter
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "device_data.py"
+MEL = MelConfig()
 
 
 def _module():
@@ -20,21 +24,20 @@ def _module():
 
 def test_chunks_rebuild_the_sent_rows_exactly(tmp_path: Path) -> None:
     dd = _module()
-    src = tmp_path / "data"
-    src.mkdir()
     rng = np.random.default_rng(0)
-    mels = rng.normal(size=(250, 8, 6)).astype(np.float16)
-    np.save(src / "mels.npy", mels)
-    splits = ["train"] * 120 + ["test"] * 30 + ["rerender"] * 100
-    lines = [json.dumps({"index": i, "split": s}) + "\n" for i, s in enumerate(splits)]
-    (src / "manifest.jsonl").write_text("".join(lines))
-    (src / "dataset.json").write_text("{}")
-    chunks = dd.pack(src, tmp_path / "x", skip={"test"}, mb=0.008)  # ~10 KB of rows per chunk
-    assert len(chunks) > 1 and (chunks[0] / "dataset.json").exists()
+    splits = ["train"] * 12 + ["test"] * 4 + ["val"] * 8
+    with DatasetWriter(tmp_path / "data", source="folder", classes=["a", "b"], mel=MEL, options={},
+                       capacity=len(splits)) as w:  # fmt: skip
+        for i, split in enumerate(splits):
+            m = rng.standard_normal((MEL.n_mels, MEL.n_frames)).astype(np.float16)
+            w.add(clip_id=f"c{i}", cls="ab"[i % 2], source=f"f{i}.wav", start_s=0.0, split=split, mel=m)
+        src = w.finish()
+    chunks = dd.pack(src, tmp_path / "x", skip={"test"}, mb=0.2)  # ~6 rows of random float16 per chunk
+    assert len(chunks) > 1
     dst = tmp_path / "dst"
-    assert sum(dd.unpack(c, dst) for c in chunks) == 220
-    got = np.load(dst / "mels.npy")
+    assert sum(dd.unpack(c, dst) for c in chunks) == 20
+    got, want = Dataset.open(dst), Dataset.open(src)
     sent = np.array([s != "test" for s in splits])
-    np.testing.assert_array_equal(got[sent], mels[sent])
-    assert not got[~sent].any()
-    assert (dst / "manifest.jsonl").read_text() == (src / "manifest.jsonl").read_text()
+    np.testing.assert_array_equal(got.mels[sent], want.mels[sent])
+    assert not got.mels[~sent].any()
+    assert [r.clip_id for r in got.records] == [r.clip_id for r in want.records]
