@@ -8,12 +8,7 @@
 # (at most 6 runs: 8 files). DEVICE=cpu runs it without a GPU (a smoke test).
 set -u
 latent=$1 specs=$2 chunk=${3:-}
-if ! python3 -c "import soundfile, soxr, librosa" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || exit 1
-    export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+. scripts/device_env.sh
 [ -n "$chunk" ] && { python3 scripts/device_data.py unpack "$chunk" /tmp/data || exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 mkdir -p /tmp/logs
