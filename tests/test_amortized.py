@@ -12,13 +12,16 @@ import torch
 
 from musiclord.checkpoint import load_checkpoint
 from musiclord.config import apply_overrides
-from musiclord.errors import CheckpointError, ConfigError
+from musiclord.errors import CheckpointError, ConfigError, DataError
+from musiclord.losses import ReconstructionLoss
 from musiclord.models import load_model
+from musiclord.models.lord import LordModel
 from musiclord.models.discriminator import (
     Discriminator, DiscriminatorConfig, critic_loss, generator_loss, gradient_penalty,
 )
 from musiclord.train.amortized import train_amortized
 from musiclord.train.amortized_config import AMORTIZED_PRESETS, AmortizedConfig
+from musiclord.train.amortized_losses import amortized_loss
 from musiclord.train.config import PRESETS, TrainConfig
 from musiclord.train.latent import read_latent, train_latent
 
@@ -232,16 +235,16 @@ def test_missing_or_mismatched_stage1_is_a_clear_error(stage1, tmp_path):
         train_amortized(bad, data, run)
 
 
-def _add_rerenders(root: Path, every: int = 2) -> Path:
-    """Append a "rerender" of every `every`-th training clip: the same notes, another "bank"
-    (a brighter, louder image)."""
+def _add_rerenders(root: Path, every: int = 2, split: str = "rerender") -> Path:
+    """Append a "rerender" (or `split`) of every `every`-th training clip: the same notes, another
+    "bank" (a brighter, louder image)."""
     mels = np.load(root / "mels.npy")
     lines = (root / "manifest.jsonl").read_text().splitlines()
     extra_m, extra_l = [], []
     train = [json.loads(line) for line in lines if json.loads(line)["split"] == "train"]
     for rec in train[::every]:
         extra_m.append((mels[rec["index"]].astype(np.float32) * 1.3 + 0.2).astype(np.float16))
-        extra_l.append(json.dumps(rec | {"clip_id": "rerender-" + rec["clip_id"], "split": "rerender",
+        extra_l.append(json.dumps(rec | {"clip_id": f"{split}-" + rec["clip_id"], "split": split,
                                          "index": len(mels) + len(extra_l), "content_id": rec["clip_id"]}))
     np.save(root / "mels.npy", np.concatenate([mels, np.stack(extra_m)]))
     (root / "manifest.jsonl").write_text("\n".join(lines + extra_l) + "\n")
@@ -295,6 +298,35 @@ def test_stage2_shows_the_encoders_rerenders(tmp_path):
                    load_checkpoint(run / "amortized.pt", kind="amortized")["state"]["model"])
     assert set(runs[0.0][0]) == {0.0} and min(runs[1.0][0]) == tiny_cfg().amortized.batch_size
     assert any(not torch.equal(runs[0.0][1][k], runs[1.0][1][k]) for k in runs[0.0][1])
+
+
+def test_cross_renders_reach_the_content_encoder_only(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = LordModel(tiny_cfg().model, CLASSES)
+    loss_fn = ReconstructionLoss.from_config(tiny_cfg().loss, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x, other = torch.randn(4, 128, 128, generator=g), torch.randn(4, 128, 128, generator=g)
+    c_t = torch.randn(4, *model.encode_content(x).shape[1:], generator=g)
+    e_t = torch.randn(4, model.encode_class(x).shape[1], generator=g)
+    y = torch.tensor([0, 1, 2, 0])
+    ac = tiny_cfg().amortized
+    _, t0, p0 = amortized_loss(model, None, loss_fn, x, y, c_t, e_t, ac)
+    _, t1, p1 = amortized_loss(model, None, loss_fn, x, y, c_t, e_t, ac, x_content=other)
+    assert torch.equal(p0["class"], p1["class"])  # the class encoder still sees x
+    assert not torch.equal(p0["content"], p1["content"]) and not torch.equal(t0["total"], t1["total"])
+
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=1, split="cross")
+    train_latent(tiny_cfg(), data, tmp_path / "s1")
+    run = _copy_run(tmp_path / "s1", tmp_path / "cx")
+    train_amortized(tiny_cfg(steps=6, cross_prob=1.0, log_every=2), data, run)
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert min(e.value for e in acc.Scalars("train/cross_in_batch")) == tiny_cfg().amortized.batch_size
+    assert set(e.value for e in acc.Scalars("train/rerenders_in_batch")) == {0.0}  # not mistaken for rerenders
+    plain = _add_rerenders(write_dataset(tmp_path / "plain"), every=1)
+    with pytest.raises(DataError, match="no cross renders"):
+        train_amortized(tiny_cfg(steps=2, cross_prob=0.5), plain, _copy_run(tmp_path / "s1", tmp_path / "none"))
 
 
 def _stage1_outputs(run: Path) -> torch.Tensor:

@@ -141,6 +141,37 @@ def test_rerenders_replay_training_clips_and_leave_the_rest_alone(tiny, tmp_path
     assert float((a - b).abs().mean()) > 0.1
 
 
+def test_cross_renders_play_training_notes_on_other_instruments(tiny, tmp_path):
+    out, root = tiny
+    again = _tiny(tmp_path / "cx", root / "cache", cross_fraction=1.0)
+    ds, base = Dataset.open(again), Dataset.open(out)
+    cx = ds.select(split="cross")
+    train = {r.clip_id: r for r in ds.select(split="train")}
+    assert len(cx) == 12 and {r.content_id for r in cx} == set(train)
+    assert all(train[r.content_id].cls == r.cls for r in cx)  # labelled with the clip they re-render
+    rows = {json.loads(line)["clip_id"]: json.loads(line) for line in (again / "notes.jsonl").read_text().splitlines()}
+    own = {"cello": 42, "violin": 40}
+    assert all(rows[r.clip_id]["notes"] == rows[r.content_id]["notes"] for r in cx)
+    assert all(rows[r.content_id]["program"] == own[r.cls] != rows[r.clip_id]["program"] for r in cx)
+    assert len({rows[r.clip_id]["program"] for r in cx}) >= 4  # drawn from many instruments, not one
+    n = len(base)
+    np.testing.assert_array_equal(np.load(again / "mels.npy")[:n], np.load(out / "mels.npy"))
+    a = ds.mel_tensor(cx)
+    b = ds.mel_tensor([train[r.content_id] for r in cx])
+    assert float((a - b).abs().mean()) > 0.1
+
+
+def test_render_chunks_hold_at_most_fifteen_programs():
+    from musiclord.data.instruments import resolve_instrument
+    from musiclord.data.synth import _Clip, _split_programs
+
+    cello = resolve_instrument("cello")
+    clips = [_Clip(f"c{i}", "cross", cello, None, "bank", "x", p) for i, p in enumerate([*range(20), 3, 19, 40])]
+    parts = _split_programs(clips)
+    assert [c for part in parts for c in part] == clips  # same clips, same order
+    assert [len({c.program for c in part}) for part in parts] == [15, 7]
+
+
 def test_synth_refuses_bad_requests(tmp_path):
     with pytest.raises(DataError, match="unknown instrument"):
         prepare_synth(tmp_path / "x", SynthOptions(classes=("cello", "kazoo")))

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of the training clips also rendered with a second bank, for stage 2's encoders "
                         "(default 1; 0: none)")
     s.add_argument("--rerender-soundfont", default="", help="that second bank (default csound's sf_GMbank)")
+    s.add_argument("--cross-fraction", type=float, default=0.0,
+                   help="share of the training clips also rendered on another instrument, for stage 2's content "
+                        "encoder (amortized.cross_prob; default 0: none)")
     s.set_defaults(func=_synth)
 
     m = src.add_parser("musicnet", help="MusicNet's solo recordings, split by recording")
@@ -77,7 +80,8 @@ def _synth(args: argparse.Namespace) -> int:
         classes=tuple(args.classes), train_per_class=args.train_per_class, val_fraction=args.val_fraction,
         test_windows=args.test_windows, aux_per_class=args.aux_per_class, soundfont=args.soundfont,
         test_soundfont=args.test_soundfont, aux_soundfont=args.aux_soundfont,
-        rerender_fraction=args.rerender_fraction, rerender_soundfont=args.rerender_soundfont, seed=args.seed,
+        rerender_fraction=args.rerender_fraction, rerender_soundfont=args.rerender_soundfont,
+        cross_fraction=args.cross_fraction, seed=args.seed,
         workers=args.workers,
     )  # fmt: skip
     return _done(prepare_synth(args.out, opts, _mel(args), force=args.force, progress=not args.quiet))

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "musiclord-dataset"
 VERSION = 1
-SPLITS = ("train", "val", "test", "aux", "rerender")
+SPLITS = ("train", "val", "test", "aux", "rerender", "cross")
 HEADER = "dataset.json"
 MANIFEST = "manifest.jsonl"
 MELS = "mels.npy"
@@ -38,11 +38,12 @@ class ClipRecord:
         source: the file or piece it was cut from, relative to the source root
             (a corpus path with a voice for synth, e.g. "bach/bwv1.6.mxl#Soprano").
         start_s: start of the clip in the source, seconds (synth: at the window's tempo).
-        split: "train", "val", "test", "aux" or "rerender" (a training clip's notes played by
-            another sample bank; its content_id is that training clip's clip_id).
+        split: "train", "val", "test", "aux", "rerender" (a training clip's notes played by
+            another sample bank; its content_id is that training clip's clip_id) or "cross" (a
+            training clip's notes on another instrument; content_id and cls as a rerender's).
         index: row of its log-mel in mels.npy.
         content_id: shared by the renders of one passage on every instrument (paired test
-            clips); for a rerender, the clip_id of the training clip it re-renders; None for
+            clips); for a rerender or cross render, the clip_id of the training clip it re-renders; None for
             unpaired clips.
         wave: path of its 16 kHz WAV relative to the dataset directory, or None.
         soundfont: file name of the sample bank that rendered it (synth), else None.

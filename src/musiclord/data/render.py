@@ -86,6 +86,7 @@ class RenderJob:
 # reverb and chorus off: their state would carry from one clip into the next; samples (Vorbis in
 # .sf3) are decoded when first played rather than all at load (15 s for MuseScore_General.sf3)
 _SETTINGS = {"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.dynamic-sample-loading": 1}
+MAX_PROGRAMS = 15  # programs one render chunk may use: a MIDI channel each, channel 9 (drums) left out
 _KEEP: dict[str, object] = {}  # per process: a synth holding each soundfont, so reloads hit the sample cache
 _WRITE_FLOAT = None
 
@@ -131,8 +132,8 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
         # one channel per program, selected once: with dynamic sample loading a program change
         # would unload the previous preset's samples and decode them again for the next clip
         programs = sorted({job.program for job in jobs})
-        if len(programs) > 15:
-            raise ValueError("a render chunk may use at most 15 programs")
+        if len(programs) > MAX_PROGRAMS:
+            raise ValueError(f"a render chunk may use at most {MAX_PROGRAMS} programs")
         channel = {p: (i if i < 9 else i + 1) for i, p in enumerate(programs)}  # channel 9 is GM drums
         for p, ch in channel.items():
             synth.program_select(ch, sfid, 0, p)

@@ -8,7 +8,11 @@ its own tempo, moved by octaves into the range every class plays, and rendered w
 - test: windows from pieces never used above, each rendered by every class with the test bank,
   sharing a content_id; their waves are saved;
 - rerender: the training clips' notes once more, with a second bank (content_id = the training
-  clip's clip_id), so that stage 2's encoders learn the notes rather than one bank's sound.
+  clip's clip_id), so that stage 2's encoders learn the notes rather than one bank's sound;
+- cross: the training clips' notes on *another instrument* (a GM program drawn from
+  CROSS_PROGRAMS, the other classes' included, on the training or the rerender bank; content_id =
+  the training clip's clip_id, cls = that clip's class, the program in notes.jsonl), so that
+  stage 2's content encoder learns that the notes, not the instrument, make the code.
 """
 
 from __future__ import annotations
@@ -27,13 +31,17 @@ from musiclord.audio import MelConfig, logmel
 from musiclord.data.corpus import Line, Window, corpus_root, cut_windows, default_cache_dir, list_pieces, load_piece
 from musiclord.data.instruments import Instrument, common_range, resolve_instruments
 from musiclord.data.parallel import Workers
-from musiclord.data.render import RenderJob, check_soundfont, find_soundfont, render_chunk, timgm6mb
+from musiclord.data.render import MAX_PROGRAMS, RenderJob, check_soundfont, find_soundfont, render_chunk, timgm6mb
 from musiclord.data.writer import DatasetWriter, check_output
 from musiclord.errors import DataError
 
 log = logging.getLogger(__name__)
 
 NOTES_FILE = "notes.jsonl"
+# GM programs a "cross" render draws from (plus the classes' own): keys, plucked, organ, strings,
+# brass, reeds, pipes and synth leads, so that no single family's sound becomes the content
+CROSS_PROGRAMS = (1, 4, 6, 11, 12, 19, 21, 24, 26, 41, 43, 46, 48, 52, 56, 57, 60, 64, 65, 68, 70, 71, 72, 74, 75,
+                  80, 81)
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ class SynthOptions:
         rerender_fraction: this share of the training clips is rendered a second time, same
             notes, with the rerender bank (split "rerender"): stage 2 shows its encoders either
             version, so that they learn the notes rather than one bank's sound (0: none).
+        cross_fraction: this share of the training clips is rendered once more on another
+            instrument (split "cross": a program drawn from CROSS_PROGRAMS and the other classes',
+            on the training or the rerender bank), for stage 2's content encoder (0: none).
         soundfont, test_soundfont, aux_soundfont, rerender_soundfont: sample banks ("" =
             FluidR3_GM, MuseScore_General, TimGM6mb, csound's sf_GMbank; each falling back to
             TimGM6mb when not installed). The rerender bank should not be the test bank.
@@ -70,6 +81,7 @@ class SynthOptions:
     test_windows: int = 50
     aux_per_class: int = 100
     rerender_fraction: float = 1.0
+    cross_fraction: float = 0.0
     soundfont: str = ""
     test_soundfont: str = ""
     aux_soundfont: str = ""
@@ -94,6 +106,7 @@ class _Clip:
     window: Window
     soundfont: str
     content_id: str | None = None
+    program: int | None = None  # played on this GM program instead of inst's ("cross" renders)
 
 
 def _piece_order(pieces: list[str], seed: int) -> list[str]:
@@ -120,6 +133,35 @@ def _render(job: tuple[str, list[RenderJob], MelConfig, bool]) -> list[tuple[np.
     ok = [w for w in waves if w is not None]
     mels = iter(logmel(np.stack(ok), mel).numpy().astype(np.float16)) if ok else iter(())
     return [(None, None) if w is None else (next(mels), w if keep_wave else None) for w in waves]
+
+
+def _program(c: _Clip) -> int:
+    return c.inst.program if c.program is None else c.program
+
+
+def _split_programs(clips: list[_Clip], most: int = MAX_PROGRAMS) -> list[list[_Clip]]:
+    """Consecutive runs of `clips` holding at most `most` programs each (one synthesiser plays
+    them, a channel per program)."""
+    out: list[list[_Clip]] = [[]]
+    for c in clips:
+        if len({_program(d) for d in out[-1]} | {_program(c)}) > most:
+            out.append([])
+        out[-1].append(c)
+    return [cs for cs in out if cs]
+
+
+def _cross_clips(train: list[_Clip], insts: list[Instrument], banks: list[str], seed: int) -> list[_Clip]:
+    """Each training clip once more on another instrument (split "cross", after everything else so
+    that every other clip keeps its render): a program drawn from CROSS_PROGRAMS and the other
+    classes' programs, on a bank drawn from `banks`; ordered by bank and program, so that a render
+    chunk holds few programs (FluidSynth gives each its own channel)."""
+    rng = np.random.default_rng([seed, 3])
+    out = []
+    for c in train:
+        pool = [p for p in (*CROSS_PROGRAMS, *(i.program for i in insts)) if p != c.inst.program]
+        out.append(_Clip(f"cross-{c.clip_id}", "cross", c.inst, c.window, banks[int(rng.integers(len(banks)))],
+                         c.clip_id, int(pool[int(rng.integers(len(pool)))])))
+    return sorted(out, key=lambda c: (c.soundfont, c.program))
 
 
 def _collect_windows(
@@ -192,9 +234,9 @@ def prepare_synth(
     pitch_range = common_range(insts)
     check_output(out, force)
     if opts.train_per_class < 1 or opts.test_windows < 0 or opts.aux_per_class < 0 or not 0 <= opts.val_fraction < 1 \
-            or not 0 <= opts.rerender_fraction <= 1:
+            or not 0 <= opts.rerender_fraction <= 1 or not 0 <= opts.cross_fraction <= 1:
         raise DataError("need train_per_class >= 1, test_windows >= 0, aux_per_class >= 0, 0 <= val_fraction < 1, "
-                        "0 <= rerender_fraction <= 1")
+                        "0 <= rerender_fraction <= 1, 0 <= cross_fraction <= 1")
     banks = {
         "train": check_soundfont(opts.soundfont or find_soundfont("train")),
         "test": check_soundfont(opts.test_soundfont or find_soundfont("test")),
@@ -251,9 +293,12 @@ def _prepare(
     n_rerender = int(round(opts.rerender_fraction * k * per_class["train"])) if "rerender" in banks else 0
     clips += [_Clip(f"rerender-{c.clip_id}", "rerender", c.inst, c.window, str(banks["rerender"]), c.clip_id)
               for c in clips[:n_rerender]]
+    n_cross = int(round(opts.cross_fraction * k * per_class["train"]))
+    clips += _cross_clips(clips[:n_cross], insts, [str(banks[b]) for b in ("train", "rerender") if b in banks],
+                          opts.seed)
 
     chunks = []
-    n_unpaired = len(clips) - k * len(test) - n_rerender
+    n_unpaired = len(clips) - k * len(test) - n_rerender - n_cross
     n_tested = n_unpaired + k * len(test)
     # test chunks are larger: the test bank (.sf3) decodes its samples once per synthesiser
     bounds = list(range(0, n_unpaired, opts.chunk)) + list(range(n_unpaired, n_tested, 4 * opts.chunk)) \
@@ -263,9 +308,10 @@ def _prepare(
         groups: dict[tuple[str, bool], list[_Clip]] = {}
         for c in part:
             groups.setdefault((c.soundfont, c.split == "test"), []).append(c)
-        for (bank, is_test), cs in groups.items():
-            jobs = [RenderJob(c.window.notes, c.window.velocities, c.inst.program) for c in cs]
-            chunks.append((cs, (bank, jobs, mel, is_test)))
+        for (bank, is_test), group in groups.items():
+            for cs in _split_programs(group):
+                jobs = [RenderJob(c.window.notes, c.window.velocities, _program(c)) for c in cs]
+                chunks.append((cs, (bank, jobs, mel, is_test)))
     options_out = dataclasses.asdict(opts) | {
         "programs": {i.name: i.program for i in insts},
         "pitch_range": list(pitch_range),
@@ -291,6 +337,7 @@ def _prepare(
                            split=c.split, mel=m, content_id=c.content_id, wave=wave,
                            soundfont=Path(c.soundfont).name)  # fmt: skip
                 notes_rows.append({"clip_id": c.clip_id, "bpm": w.bpm, "start_q": w.start_q, "transpose": w.transpose,
+                                   "program": _program(c),
                                    "notes": [[on, d, p, v] for (on, d, p), v in zip(w.notes, w.velocities)]})  # fmt: skip
         writer.options["silent_renders"] = silent
         log.info("rendered %d clips (%d silent, dropped) in %.0f s", len(clips), silent, time.perf_counter() - t0)

@@ -43,7 +43,7 @@ from musiclord.train.amortized_losses import TRANSLATION_SEED, amortized_loss, c
 from musiclord.train.augment import EQ_SEED, random_eq
 from musiclord.train.config import TrainConfig
 from musiclord.train.latent import LATENT_FILE, read_latent
-from musiclord.train.rerender import TARGET_SWAP_SEED, rerender_rows, swap_rerenders
+from musiclord.train.rerender import CROSS_SWAP_SEED, TARGET_SWAP_SEED, rerender_rows, swap_rerenders
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,11 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     content_t = normalise_content(content_t, cfg.model.content_norm)  # what the encoder's output is compared to
     alt = rerender_rows(ds, lat.rows)
     n_alt = int((alt >= 0).sum())
+    cross = rerender_rows(ds, lat.rows, "cross")
+    n_cross = int((cross >= 0).sum()) if ac.cross_prob > 0 else 0
+    if ac.cross_prob > 0 and not n_cross:
+        raise DataError(f"{data_dir} has no cross renders for amortized.cross_prob={ac.cross_prob}: prepare it with "
+                        "`musiclord prepare synth --cross-fraction 1`, or set amortized.cross_prob=0")
 
     model = LordModel(cfg.model, classes)
     model.generator.load_state_dict(_generator_state(lat.generator_state, model.generator))
@@ -178,8 +183,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         save_config(cfg, run_dir / "config.yaml")
         if val_x is None:
             log.warning("%s has no val clips: the final stage-2 model is exported", data_dir)
-        log.info("stage 2: %d clips (%d with a rerender, shown with p=%.2f), %d steps of %d, adversarial %s, "
-                 "%d encoder + %d critic parameters", len(lat.rows), n_alt, ac.rerender_prob if n_alt else 0.0, total,
+        log.info("stage 2: %d clips (%d with a rerender, shown with p=%.2f; %d on another instrument, to the content "
+                 "encoder with p=%.2f), %d steps of %d, adversarial %s, %d encoder + %d critic parameters", len(lat.rows),
+                 n_alt, ac.rerender_prob if n_alt else 0.0, n_cross, ac.cross_prob if n_cross else 0.0, total,
                  ac.batch_size, f"w={ac.w_adv}, on translations {ac.w_adv_translation}" if use_adv else "off",
                  sum(p.numel() for p in enc_params), sum(p.numel() for p in disc.parameters()))
     tb = TBWriter(run_dir / "tb", env)
@@ -215,8 +221,16 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         if ac.rerender_prob > 0 and n_alt:
             x_in, n_swapped = swap_rerenders(x, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,
                                              it.local_slice(it.batch_size))
-        x_in = random_eq(x_in, ac.timbre_eq_db, ds.mel_config, cfg.seed + EQ_SEED, step, it.batch_size,
-                         it.local_slice(it.batch_size))  # x_in itself when timbre_eq_db is 0
+        x_content, n_crossed = x_in, 0
+        if n_cross:
+            x_content, n_crossed = swap_rerenders(x_in, pos, cross, mels, ac.cross_prob, cfg.seed + CROSS_SWAP_SEED, step,
+                                          it.batch_size, it.local_slice(it.batch_size))
+        def eq(v: torch.Tensor) -> torch.Tensor:  # v itself when timbre_eq_db is 0; the same curves for both inputs
+            return random_eq(v, ac.timbre_eq_db, ds.mel_config, cfg.seed + EQ_SEED, step, it.batch_size,
+                             it.local_slice(it.batch_size))
+
+        x_in, x_content = (eq(x_in),) * 2 if x_content is x_in else (eq(x_in), eq(x_content))
+        x_content = x_content.to(dev) if x_content is not x_in else None  # None: the content encoder sees x_in
         x_in = x_in.to(dev) if x_in is not x else None  # None: the encoders see x itself (one copy to the device)
         x, pos = x.to(dev), pos.to(dev)
         y = labels.to(dev)[pos]
@@ -232,7 +246,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
                                       y_to=y_to if ac.w_adv_translation > 0 else None, class_emb=class_dev))
         adv_on = use_adv and step >= ac.adv_warmup_steps
         loss, terms, parts = amortized_loss(model, disc if adv_on else None, loss_fn, x, y, content_t.to(dev)[pos],
-                                            class_dev[y], ac, x_in, y_to=y_to, class_emb=class_dev)
+                                            class_dev[y], ac, x_in, y_to=y_to, class_emb=class_dev,
+                                            x_content=x_content)
         l_content, l_class = parts["content"], parts["class"]
         for name, tag in (("adversarial", "adv/generator"), ("adv_translation", "adv/generator_translation"),
                           ("cycle", "loss/cycle")):
@@ -257,6 +272,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             scal["train/nonfinite"] = guard.total
             scal["train/clips_per_s"] = (step - done0) * ac.batch_size / max(1e-9, time.time() - t0)
             scal["train/rerenders_in_batch"] = n_swapped
+            scal["train/cross_in_batch"] = n_crossed
             tb.scalars(scal, step)
             bar.set_postfix(rec=f"{scal['rec/total']:.4f}", content=f"{scal['loss/content']:.4f}")
         if ac.val_every and step % ac.val_every == 0 and step < end:

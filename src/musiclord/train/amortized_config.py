@@ -49,6 +49,10 @@ class AmortizedConfig:
         rerender_target_prob: probability, drawn independently, that the generator's target (and
             the critic's real sample) is the clip's rerender instead of the clip, as stage 1's
             `latent.rerender_prob` (the encoders then see the rerender too).
+        cross_prob: probability, drawn after the rerender swap, that the *content* encoder sees
+            the clip's notes on another instrument (`prepare synth --cross-fraction`'s "cross"
+            split) while the class encoder does not, and the generator still reconstructs the
+            clip: the code must come from the notes, whatever plays them (0: off).
         timbre_eq_db: colour the encoders' input with a random smooth gain curve over the mel
             bands of up to this many dB (`augment.random_eq`; 0: off), so that they read notes
             rather than one bank's colour.
@@ -80,6 +84,7 @@ class AmortizedConfig:
     adv_warmup_steps: int = 0
     rerender_prob: float = 0.5
     rerender_target_prob: float = 0.0
+    cross_prob: float = 0.0
     timbre_eq_db: float = 0.0
     disc_channels: int = 16
     disc_conditional: bool = True
@@ -100,6 +105,8 @@ class AmortizedConfig:
             raise ConfigError("amortized.rerender_prob must be in [0, 1]")
         if not 0 <= self.rerender_target_prob <= 1:
             raise ConfigError("amortized.rerender_target_prob must be in [0, 1]")
+        if not 0 <= self.cross_prob <= 1:
+            raise ConfigError("amortized.cross_prob must be in [0, 1]")
         if not 0 <= self.timbre_eq_db <= 24:
             raise ConfigError("amortized.timbre_eq_db must be in [0, 24] dB")
         if min(self.w_content, self.w_class, self.w_rec, self.w_adv, self.w_adv_translation, self.w_cycle,

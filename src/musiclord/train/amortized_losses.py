@@ -94,11 +94,14 @@ def critic_update(model: LordModel, disc: nn.Module, opt_d: torch.optim.Optimize
 def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: ReconstructionLoss, x: torch.Tensor,
                    y: torch.Tensor, content_t: torch.Tensor, class_t: torch.Tensor, ac: AmortizedConfig,
                    x_in: torch.Tensor | None = None, y_to: torch.Tensor | None = None,
-                   class_emb: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+                   class_emb: torch.Tensor | None = None, x_content: torch.Tensor | None = None,
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """The encoders' and generator's loss on a batch: reconstruction of x (B, M, T), regression to
     the stage-1 codes (content_t (B, D, F), class_t (B, class_dim)) and, when `disc` is given,
     the adversarial term (the critic's weights get no gradient). The encoders see `x_in` when
-    given (x with some clips swapped for their rerenders, see `rerender_rows`), else x.
+    given (x with some clips swapped for their rerenders, see `rerender_rows`), else x; the
+    content encoder alone sees `x_content` when given (x_in with some clips swapped for their
+    renders on another instrument).
     With target classes `y_to` (B,) and the embeddings `class_emb` (n_classes, E), the
     translations G(E_c(x_in), class_emb[y_to]) add `ac.w_adv_translation` times their adversarial
     term (when `disc` is given) and `ac.w_cycle` times ||E_c(translation) - content_t||².
@@ -108,7 +111,7 @@ def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: Reconstruc
         "cycle"]}).
     """
     x_in = x if x_in is None else x_in
-    content, class_emb_x = model.encode_content(x_in), model.encode_class(x_in)
+    content, class_emb_x = model.encode_content(x_in if x_content is None else x_content), model.encode_class(x_in)
     pred = model.decode(content, class_emb_x)
     terms = loss_fn(pred, x)
     parts = {"content": F.mse_loss(content, content_t), "class": F.mse_loss(class_emb_x, class_t)}

@@ -2,7 +2,8 @@
 played by another bank, `prepare synth`'s "rerender" split) in place of the clip, while the
 generator still reconstructs the clip and the encoders still regress its stage-1 codes. Encoders
 trained so read the notes rather than one bank's sound: on an unseen bank the content codes no
-longer tell the instrument (docs/results.md).
+longer tell the instrument (docs/results.md). The same holds for "cross" renders (the notes on
+another instrument), which only the content encoder sees.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from typing import Any
 import torch
 
 TARGET_SWAP_SEED = 7  # added to the run's seed for the target swaps, so they differ from the input swaps
+CROSS_SWAP_SEED = 13  # likewise for the content encoder's cross swaps
 
 
-def rerender_rows(ds: Any, rows: torch.Tensor) -> torch.Tensor:
+def rerender_rows(ds: Any, rows: torch.Tensor, split: str = "rerender") -> torch.Tensor:
     """For each training clip's mel row in `rows`, the row of its rerender (the same notes played
-    by another sample bank, split "rerender"), or -1 when it has none: (len(rows),) long."""
+    by another sample bank, split "rerender", or on another instrument, split "cross"), or -1 when
+    it has none: (len(rows),) long."""
     train = {r.clip_id: r.index for r in ds.records if r.split == "train"}
-    alt = {train[r.content_id]: r.index for r in ds.records if r.split == "rerender" and r.content_id in train}
+    alt = {train[r.content_id]: r.index for r in ds.records if r.split == split and r.content_id in train}
     return torch.tensor([alt.get(int(i), -1) for i in rows], dtype=torch.long)
 
 
