@@ -149,7 +149,8 @@ def test_cross_renders_play_training_notes_on_other_instruments(tiny, tmp_path):
     train = {r.clip_id: r for r in ds.select(split="train")}
     assert len(cx) == 12 and {r.content_id for r in cx} == set(train)
     assert all(train[r.content_id].cls == r.cls for r in cx)  # labelled with the clip they re-render
-    rows = {json.loads(line)["clip_id"]: json.loads(line) for line in (again / "notes.jsonl").read_text().splitlines()}
+    lines = (again / "notes.jsonl").read_text().splitlines()
+    rows = {json.loads(line)["clip_id"]: json.loads(line) for line in lines}
     own = {"cello": 42, "violin": 40}
     assert all(rows[r.clip_id]["notes"] == rows[r.content_id]["notes"] for r in cx)
     assert all(rows[r.content_id]["program"] == own[r.cls] != rows[r.clip_id]["program"] for r in cx)

@@ -184,9 +184,10 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         if val_x is None:
             log.warning("%s has no val clips: the final stage-2 model is exported", data_dir)
         log.info("stage 2: %d clips (%d with a rerender, shown with p=%.2f; %d on another instrument, to the content "
-                 "encoder with p=%.2f), %d steps of %d, adversarial %s, %d encoder + %d critic parameters", len(lat.rows),
-                 n_alt, ac.rerender_prob if n_alt else 0.0, n_cross, ac.cross_prob if n_cross else 0.0, total,
-                 ac.batch_size, f"w={ac.w_adv}, on translations {ac.w_adv_translation}" if use_adv else "off",
+                 "encoder with p=%.2f), %d steps of %d, adversarial %s, %d encoder + %d critic parameters",
+                 len(lat.rows), n_alt, ac.rerender_prob if n_alt else 0.0, n_cross,
+                 ac.cross_prob if n_cross else 0.0, total, ac.batch_size,
+                 f"w={ac.w_adv}, on translations {ac.w_adv_translation}" if use_adv else "off",
                  sum(p.numel() for p in enc_params), sum(p.numel() for p in disc.parameters()))
     tb = TBWriter(run_dir / "tb", env)
     end = total if stop_after is None else min(total, stop_after)
@@ -223,8 +224,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
                                              it.local_slice(it.batch_size))
         x_content, n_crossed = x_in, 0
         if n_cross:
-            x_content, n_crossed = swap_rerenders(x_in, pos, cross, mels, ac.cross_prob, cfg.seed + CROSS_SWAP_SEED, step,
-                                          it.batch_size, it.local_slice(it.batch_size))
+            x_content, n_crossed = swap_rerenders(x_in, pos, cross, mels, ac.cross_prob, cfg.seed + CROSS_SWAP_SEED,
+                                                  step, it.batch_size, it.local_slice(it.batch_size))
         def eq(v: torch.Tensor) -> torch.Tensor:  # v itself when timbre_eq_db is 0; the same curves for both inputs
             return random_eq(v, ac.timbre_eq_db, ds.mel_config, cfg.seed + EQ_SEED, step, it.batch_size,
                              it.local_slice(it.batch_size))
