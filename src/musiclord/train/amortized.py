@@ -226,11 +226,11 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         if n_cross:
             x_content, n_crossed = swap_rerenders(x_in, pos, cross, mels, ac.cross_prob, cfg.seed + CROSS_SWAP_SEED,
                                                   step, it.batch_size, it.local_slice(it.batch_size))
-        def eq(v: torch.Tensor) -> torch.Tensor:  # v itself when timbre_eq_db is 0; the same curves for both inputs
-            return random_eq(v, ac.timbre_eq_db, ds.mel_config, cfg.seed + EQ_SEED, step, it.batch_size,
-                             it.local_slice(it.batch_size))
-
-        x_in, x_content = (eq(x_in),) * 2 if x_content is x_in else (eq(x_in), eq(x_content))
+        # the same EQ curves for both inputs; a tensor comes back as it is when timbre_eq_db is 0
+        eq = (ac.timbre_eq_db, ds.mel_config, cfg.seed + EQ_SEED, step, it.batch_size, it.local_slice(it.batch_size))
+        x_eq = random_eq(x_in, *eq)
+        x_content = x_eq if x_content is x_in else random_eq(x_content, *eq)
+        x_in = x_eq
         x_content = x_content.to(dev) if x_content is not x_in else None  # None: the content encoder sees x_in
         x_in = x_in.to(dev) if x_in is not x else None  # None: the encoders see x itself (one copy to the device)
         x, pos = x.to(dev), pos.to(dev)

@@ -103,7 +103,7 @@ def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: Reconstruc
     content encoder alone sees `x_content` when given (x_in with some clips swapped for their
     renders on another instrument).
     With target classes `y_to` (B,) and the embeddings `class_emb` (n_classes, E), the
-    translations G(E_c(x_in), class_emb[y_to]) add `ac.w_adv_translation` times their adversarial
+    translations G(E_c(x_content or x_in), class_emb[y_to]) add `ac.w_adv_translation` times their adversarial
     term (when `disc` is given) and `ac.w_cycle` times ||E_c(translation) - content_t||².
 
     Returns:
