@@ -319,7 +319,7 @@ def test_cross_renders_reach_the_content_encoder_only(tmp_path):
     data = _add_rerenders(write_dataset(tmp_path / "data"), every=1, split="cross")
     train_latent(tiny_cfg(), data, tmp_path / "s1")
     run = _copy_run(tmp_path / "s1", tmp_path / "cx")
-    train_amortized(tiny_cfg(steps=6, cross_prob=1.0, log_every=2), data, run)
+    train_amortized(tiny_cfg(steps=6, cross_prob=1.0, timbre_eq_db=6.0, log_every=2), data, run)  # both inputs EQ'd
     acc = EventAccumulator(str(run / "tb"))
     acc.Reload()
     assert min(e.value for e in acc.Scalars("train/cross_in_batch")) == tiny_cfg().amortized.batch_size
