@@ -1,0 +1,158 @@
+"""Stage 2's encoder inputs: a training clip's rerenders (the same notes on another sample bank)
+and cross renders (the same notes on another instrument), on the tiny datasets of test_amortized."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from musiclord.checkpoint import load_checkpoint
+from musiclord.config import apply_overrides
+from musiclord.errors import ConfigError, DataError
+from musiclord.losses import ReconstructionLoss
+from musiclord.models.lord import LordModel
+from musiclord.train.amortized import train_amortized
+from musiclord.train.amortized_config import AmortizedConfig
+from musiclord.train.amortized_losses import amortized_loss
+from musiclord.train.latent import read_latent, train_latent
+from test_amortized import CLASSES, _copy_run, tiny_cfg, write_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _add_rerenders(root: Path, every: int = 2, split: str = "rerender") -> Path:
+    """Append a "rerender" (or `split`) of every `every`-th training clip: the same notes, another
+    "bank" (a brighter, louder image)."""
+    mels = np.load(root / "mels.npy")
+    lines = (root / "manifest.jsonl").read_text().splitlines()
+    extra_m, extra_l = [], []
+    train = [json.loads(line) for line in lines if json.loads(line)["split"] == "train"]
+    for rec in train[::every]:
+        extra_m.append((mels[rec["index"]].astype(np.float32) * 1.3 + 0.2).astype(np.float16))
+        extra_l.append(json.dumps(rec | {"clip_id": f"{split}-" + rec["clip_id"], "split": split,
+                                         "index": len(mels) + len(extra_l), "content_id": rec["clip_id"]}))
+    np.save(root / "mels.npy", np.concatenate([mels, np.stack(extra_m)]))
+    (root / "manifest.jsonl").write_text("\n".join(lines + extra_l) + "\n")
+    return root
+
+
+def test_rerender_rows_and_swaps_are_deterministic(tmp_path):
+    from musiclord.train.rerender import rerender_rows, swap_rerenders
+    from musiclord.train.common import load_mels, open_dataset
+
+    data = _add_rerenders(write_dataset(tmp_path / "data"))
+    ds = open_dataset(data)
+    train = ds.select(split="train")
+    rows = torch.tensor([r.index for r in train])
+    alt = rerender_rows(ds, rows)
+    assert (alt >= 0).sum() == (len(train) + 1) // 2
+    by_id = {r.clip_id: r for r in ds.records}
+    for r, a in zip(train, alt.tolist()):
+        if a >= 0:
+            assert ds.records[a].content_id == r.clip_id and by_id[r.clip_id].index == r.index
+    mels = load_mels(ds)
+    pos = torch.arange(8)
+    x = mels[rows[pos]].float()
+    same, n0 = swap_rerenders(x, pos, alt, mels, 0.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    assert n0 == 0 and torch.equal(same, x)
+    every, n1 = swap_rerenders(x, pos, alt, mels, 1.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    has = alt[pos] >= 0
+    assert n1 == int(has.sum()) > 0
+    assert torch.equal(every[~has], x[~has]) and torch.equal(every[has], mels[alt[pos][has]].float())
+    half, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    again, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    assert torch.equal(half, again)
+    # two processes' shares of the global batch make up the single-process draw
+    lo, _ = swap_rerenders(x[:4], pos[:4], alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 4))
+    hi, _ = swap_rerenders(x[4:], pos[4:], alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(4, 8))
+    assert torch.equal(torch.cat([lo, hi]), half)
+
+
+def test_stage2_shows_the_encoders_rerenders(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=1)
+    train_latent(tiny_cfg(), data, tmp_path / "s1")
+    runs = {}
+    for p in (0.0, 1.0):
+        run = _copy_run(tmp_path / "s1", tmp_path / f"p{p}")
+        train_amortized(tiny_cfg(steps=6, rerender_prob=p, log_every=2), data, run)
+        acc = EventAccumulator(str(run / "tb"))
+        acc.Reload()
+        runs[p] = ([e.value for e in acc.Scalars("train/rerenders_in_batch")],
+                   load_checkpoint(run / "amortized.pt", kind="amortized")["state"]["model"])
+    assert set(runs[0.0][0]) == {0.0} and min(runs[1.0][0]) == tiny_cfg().amortized.batch_size
+    assert any(not torch.equal(runs[0.0][1][k], runs[1.0][1][k]) for k in runs[0.0][1])
+
+
+def test_cross_renders_reach_the_content_encoder_only(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = LordModel(tiny_cfg().model, CLASSES)
+    loss_fn = ReconstructionLoss.from_config(tiny_cfg().loss, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x, other = torch.randn(4, 128, 128, generator=g), torch.randn(4, 128, 128, generator=g)
+    c_t = torch.randn(4, *model.encode_content(x).shape[1:], generator=g)
+    e_t = torch.randn(4, model.encode_class(x).shape[1], generator=g)
+    y = torch.tensor([0, 1, 2, 0])
+    ac = tiny_cfg().amortized
+    _, t0, p0 = amortized_loss(model, None, loss_fn, x, y, c_t, e_t, ac)
+    _, t1, p1 = amortized_loss(model, None, loss_fn, x, y, c_t, e_t, ac, x_content=other)
+    assert torch.equal(p0["class"], p1["class"])  # the class encoder still sees x
+    assert not torch.equal(p0["content"], p1["content"]) and not torch.equal(t0["total"], t1["total"])
+
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=1, split="cross")
+    train_latent(tiny_cfg(), data, tmp_path / "s1")
+    run = _copy_run(tmp_path / "s1", tmp_path / "cx")
+    train_amortized(tiny_cfg(steps=6, cross_prob=1.0, timbre_eq_db=6.0, log_every=2), data, run)  # both inputs EQ'd
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert min(e.value for e in acc.Scalars("train/cross_in_batch")) == tiny_cfg().amortized.batch_size
+    assert set(e.value for e in acc.Scalars("train/rerenders_in_batch")) == {0.0}  # not mistaken for rerenders
+    plain = _add_rerenders(write_dataset(tmp_path / "plain"), every=1)
+    with pytest.raises(DataError, match="no cross renders"):
+        train_amortized(tiny_cfg(steps=2, cross_prob=0.5), plain, _copy_run(tmp_path / "s1", tmp_path / "none"))
+
+
+def _stage1_outputs(run: Path) -> torch.Tensor:
+    """The stage-1 generator's reconstruction of every training clip, (N, M, T)."""
+    from musiclord.models import Generator
+
+    lat = read_latent(run)
+    gen = Generator(lat.model_config)
+    gen.load_state_dict(lat.generator_state)
+    with torch.no_grad():
+        return gen(lat.content, lat.class_embeddings[lat.labels])
+
+
+def test_target_swaps_make_both_stages_reconstruct_the_rerenders(tmp_path):
+    # the rerenders are brighter (x * 1.3 + 0.2): a stage 1 whose targets are always the
+    # rerenders ends up closer to them, and further from the originals, than one that never swaps
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=1)
+    mels = torch.from_numpy(np.load(data / "mels.npy")).float()
+    out = {}
+    for p in (0.0, 1.0):
+        cfg = tiny_cfg()
+        cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, steps=80, rerender_prob=p))
+        train_latent(cfg, data, tmp_path / f"s1-{p}")
+        lat = read_latent(tmp_path / f"s1-{p}")
+        alt = mels[len(lat.rows) + len(CLASSES) * 2:][: len(lat.rows)]  # rerenders follow train + val
+        pred = _stage1_outputs(tmp_path / f"s1-{p}")
+        out[p] = (float((pred - mels[lat.rows]).pow(2).mean()), float((pred - alt).pow(2).mean()))
+    assert out[1.0][1] < out[0.0][1] and out[0.0][0] < out[1.0][0]
+    # stage 2: target swaps change what the generator is fine-tuned towards
+    states = {}
+    for p in (0.0, 1.0):
+        run = _copy_run(tmp_path / "s1-0.0", tmp_path / f"s2-{p}")
+        train_amortized(tiny_cfg(steps=6, rerender_prob=0.0, rerender_target_prob=p), data, run)
+        states[p] = load_checkpoint(run / "amortized.pt", kind="amortized")["state"]["model"]
+    assert any(not torch.equal(states[0.0][k], states[1.0][k]) for k in states[0.0] if k.startswith("generator"))
+    with pytest.raises(ConfigError, match="rerender_target_prob"):
+        AmortizedConfig(rerender_target_prob=1.5)
+    with pytest.raises(ConfigError, match="rerender_prob"):
+        apply_overrides(tiny_cfg(), ["latent.rerender_prob=-0.1"])
