@@ -8,7 +8,7 @@ Each chunk holds blocks of consecutive mel rows, each a zlib of the rows' bytes 
 position (lossless; float16 log-mels shrink to ~0.6-0.75), plus the dataset's other top-level files
 (header, manifest, notes) in the first chunk. `pack` reads the dataset through musiclord's own
 reader (checked); `unpack` needs only numpy, so it runs on a machine without musiclord installed. Rows of the `--skip` splits are not sent and stay zero on the other side: stage 2
-reads only the train, val and rerender splits. A machine held between calls keeps /tmp, so the
+reads only the train, val, rerender and cross splits. A machine held between calls keeps /tmp, so the
 chunks add up there; a fresh machine needs them all again. Session 10 sent runs/data2 (282 MB)
 in four calls of under 64 MiB this way (docs/benchmarks.md).
 """
