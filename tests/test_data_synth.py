@@ -65,6 +65,37 @@ def test_render_plays_the_note():
     np.testing.assert_array_equal(again[0], a4)  # a fresh synthesiser per chunk: repeatable
 
 
+def _pitch_cents(wave: np.ndarray, sr: int, f0: float) -> np.ndarray:
+    """Per 64 ms frame, the frequency of the strongest peak near f0 (parabolic interpolation), in
+    cents from f0."""
+    n = 1024
+    out = []
+    for s in range(0, len(wave) - n, n // 2):
+        spec = np.abs(np.fft.rfft(wave[s:s + n] * np.hanning(n), 8 * n))
+        lo, hi = int(f0 * 0.8 * 8 * n / sr), int(f0 * 1.25 * 8 * n / sr)
+        k = lo + int(np.argmax(spec[lo:hi]))
+        a, b, c = np.log(spec[k - 1:k + 2] + 1e-12)
+        out.append(1200 * np.log2((k + 0.5 * (a - c) / (a - 2 * b + c)) * sr / (8 * n) / f0))
+    return np.array(out)
+
+
+def test_vibrato_bends_the_pitch_by_its_depth():
+    note = ((0.0, 2.0, 69),)
+    plain, wobbly = render_chunk(str(timgm6mb()), [RenderJob(note, (100,), 73),
+                                                   RenderJob(note, (100,), 73, (50.0, 5.0, 0.0))], 2.0, 16000)
+    p, w = _pitch_cents(plain[4000:28000], 16000, 440.0), _pitch_cents(wobbly[4000:28000], 16000, 440.0)
+    assert p.std() < 8
+    # a 50-cent sine has an RMS of 35 cents: the pitch wheel's range is what the depth assumes
+    assert 25 < w.std() < 45 and w.max() - w.min() > 70, (w.std(), w.max() - w.min())
+    again = render_chunk(str(timgm6mb()), [RenderJob(note, (100,), 73), RenderJob(note, (100,), 73, (50.0, 5.0, 0.0))],
+                         2.0, 16000)
+    np.testing.assert_array_equal(again[1], wobbly)
+    # the wheel is reset: a clip after a vibrato one is played in tune
+    after = render_chunk(str(timgm6mb()), [RenderJob(note, (100,), 73, (50.0, 5.0, 1.0)), RenderJob(note, (100,), 73)],
+                         2.0, 16000)[1]
+    assert np.abs(after - plain).max() < 1e-3  # (the synthesiser's state leaves ~1e-6 of difference)
+
+
 def _tiny(out, cache, **kw):
     bank = str(timgm6mb())
     kw.setdefault("rerender_fraction", 0.0)
@@ -160,6 +191,33 @@ def test_cross_renders_play_training_notes_on_other_instruments(tiny, tmp_path):
     a = ds.mel_tensor(cx)
     b = ds.mel_tensor([train[r.content_id] for r in cx])
     assert float((a - b).abs().mean()) > 0.1
+
+
+def test_several_cross_renders_per_clip_with_vibrato(tiny, tmp_path):
+    out, root = tiny
+    one = Dataset.open(_tiny(tmp_path / "c1", root / "cache", cross_fraction=1.0))
+    two = _tiny(tmp_path / "c2", root / "cache", cross_fraction=1.0, cross_per_clip=2, cross_vibrato_cents=40.0)
+    ds = Dataset.open(two)
+    rows = {json.loads(line)["clip_id"]: json.loads(line) for line in (two / "notes.jsonl").read_text().splitlines()}
+    cx = ds.select(split="cross")
+    assert len(cx) == 24
+    by_clip: dict[str, list[int]] = {}
+    for r in cx:
+        by_clip.setdefault(r.content_id, []).append(rows[r.clip_id]["program"])
+        assert rows[r.clip_id]["notes"] == rows[r.content_id]["notes"]
+    assert all(len(set(p)) == 2 and rows[c]["program"] not in p for c, p in by_clip.items())
+    # the first render of each clip keeps its program and bank; vibrato only on cross renders, within depth
+    first = {r.clip_id: r for r in one.select(split="cross")}
+    one_rows = {json.loads(line)["clip_id"]: json.loads(line) for line in (tmp_path / "c1" / "notes.jsonl").read_text().splitlines()}
+    mine = {r.clip_id: r for r in cx}
+    assert all(rows[c]["program"] == one_rows[c]["program"] and mine[c].soundfont == r.soundfont
+               for c, r in first.items())
+    depths = [rows[r.clip_id]["vibrato"][0] for r in cx]
+    assert 0 <= min(depths) and max(depths) <= 40 and len(set(depths)) == 24
+    assert all("vibrato" not in rows[r.clip_id] for r in ds.records if r.split != "cross")
+    np.testing.assert_array_equal(np.load(two / "mels.npy")[:len(Dataset.open(out))], np.load(out / "mels.npy"))
+    with pytest.raises(DataError, match="cross_per_clip"):
+        _tiny(tmp_path / "c0", root / "cache", cross_fraction=1.0, cross_per_clip=0)
 
 
 def test_render_chunks_hold_at_most_fifteen_programs():

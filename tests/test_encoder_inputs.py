@@ -25,16 +25,16 @@ from test_amortized import CLASSES, _copy_run, tiny_cfg, write_dataset
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _add_rerenders(root: Path, every: int = 2, split: str = "rerender") -> Path:
+def _add_rerenders(root: Path, every: int = 2, split: str = "rerender", gain: float = 1.3, tag: str = "") -> Path:
     """Append a "rerender" (or `split`) of every `every`-th training clip: the same notes, another
-    "bank" (a brighter, louder image)."""
+    "bank" (an image `gain` times louder and brighter; `tag` tells a second set's clip ids apart)."""
     mels = np.load(root / "mels.npy")
     lines = (root / "manifest.jsonl").read_text().splitlines()
     extra_m, extra_l = [], []
     train = [json.loads(line) for line in lines if json.loads(line)["split"] == "train"]
     for rec in train[::every]:
-        extra_m.append((mels[rec["index"]].astype(np.float32) * 1.3 + 0.2).astype(np.float16))
-        extra_l.append(json.dumps(rec | {"clip_id": f"{split}-" + rec["clip_id"], "split": split,
+        extra_m.append((mels[rec["index"]].astype(np.float32) * gain + 0.2).astype(np.float16))
+        extra_l.append(json.dumps(rec | {"clip_id": f"{split}{tag}-" + rec["clip_id"], "split": split,
                                          "index": len(mels) + len(extra_l), "content_id": rec["clip_id"]}))
     np.save(root / "mels.npy", np.concatenate([mels, np.stack(extra_m)]))
     (root / "manifest.jsonl").write_text("\n".join(lines + extra_l) + "\n")
@@ -50,9 +50,9 @@ def test_rerender_rows_and_swaps_are_deterministic(tmp_path):
     train = ds.select(split="train")
     rows = torch.tensor([r.index for r in train])
     alt = rerender_rows(ds, rows)
-    assert (alt >= 0).sum() == (len(train) + 1) // 2
+    assert alt.shape == (len(train), 1) and (alt >= 0).sum() == (len(train) + 1) // 2
     by_id = {r.clip_id: r for r in ds.records}
-    for r, a in zip(train, alt.tolist()):
+    for r, a in zip(train, alt[:, 0].tolist()):
         if a >= 0:
             assert ds.records[a].content_id == r.clip_id and by_id[r.clip_id].index == r.index
     mels = load_mels(ds)
@@ -61,9 +61,9 @@ def test_rerender_rows_and_swaps_are_deterministic(tmp_path):
     same, n0 = swap_rerenders(x, pos, alt, mels, 0.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
     assert n0 == 0 and torch.equal(same, x)
     every, n1 = swap_rerenders(x, pos, alt, mels, 1.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
-    has = alt[pos] >= 0
+    has = alt[pos, 0] >= 0
     assert n1 == int(has.sum()) > 0
-    assert torch.equal(every[~has], x[~has]) and torch.equal(every[has], mels[alt[pos][has]].float())
+    assert torch.equal(every[~has], x[~has]) and torch.equal(every[has], mels[alt[pos, 0][has]].float())
     half, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
     again, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
     assert torch.equal(half, again)
@@ -71,6 +71,34 @@ def test_rerender_rows_and_swaps_are_deterministic(tmp_path):
     lo, _ = swap_rerenders(x[:4], pos[:4], alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 4))
     hi, _ = swap_rerenders(x[4:], pos[4:], alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(4, 8))
     assert torch.equal(torch.cat([lo, hi]), half)
+
+
+def test_swaps_draw_among_a_clips_several_renders(tmp_path):
+    from musiclord.train.common import load_mels, open_dataset
+    from musiclord.train.rerender import rerender_rows, swap_rerenders
+
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=1, split="cross")
+    data = _add_rerenders(data, every=2, split="cross", gain=0.7, tag="2")
+    ds = open_dataset(data)
+    train = ds.select(split="train")
+    rows = torch.tensor([r.index for r in train])
+    cross = rerender_rows(ds, rows, "cross")
+    assert cross.shape == (len(train), 2) and bool((cross[:, 0] >= 0).all())
+    assert int((cross[:, 1] >= 0).sum()) == (len(train) + 1) // 2
+    assert rerender_rows(ds, rows).shape == (len(train), 1) and bool((rerender_rows(ds, rows) < 0).all())
+    mels = load_mels(ds)
+    pos = torch.arange(8)
+    x = mels[rows[pos]].float()
+    seen = torch.zeros(8, 2, dtype=torch.bool)
+    for step in range(40):
+        y, n = swap_rerenders(x, pos, cross, mels, 1.0, seed=0, step=step, batch_size=8, local=slice(0, 8))
+        assert n == 8
+        for i in range(8):
+            hit = [bool(torch.equal(y[i], mels[a].float())) for a in cross[i].tolist() if a >= 0]
+            assert sum(hit) == 1  # one of the clip's own renders, never another clip's
+            seen[i, : len(hit)] |= torch.tensor(hit)
+    has_two = cross[:8, 1] >= 0
+    assert bool(seen[has_two].all()) and bool(seen[~has_two, 0].all()) and not bool(seen[~has_two, 1].any())
 
 
 def test_stage2_shows_the_encoders_rerenders(tmp_path):

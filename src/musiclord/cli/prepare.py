@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--cross-fraction", type=float, default=0.0,
                    help="share of the training clips also rendered on another instrument, for stage 2's content "
                         "encoder (amortized.cross_prob; default 0: none)")
+    s.add_argument("--cross-per-clip", type=int, default=1,
+                   help="cross renders of each such clip, each on another instrument (default 1)")
+    s.add_argument("--cross-vibrato", type=float, default=0.0, metavar="CENTS",
+                   help="cross renders get a vibrato up to this deep, in cents (default 0: none)")
     s.set_defaults(func=_synth)
 
     m = src.add_parser("musicnet", help="MusicNet's solo recordings, split by recording")
@@ -81,7 +85,8 @@ def _synth(args: argparse.Namespace) -> int:
         test_windows=args.test_windows, aux_per_class=args.aux_per_class, soundfont=args.soundfont,
         test_soundfont=args.test_soundfont, aux_soundfont=args.aux_soundfont,
         rerender_fraction=args.rerender_fraction, rerender_soundfont=args.rerender_soundfont,
-        cross_fraction=args.cross_fraction, seed=args.seed,
+        cross_fraction=args.cross_fraction, cross_per_clip=args.cross_per_clip,
+        cross_vibrato_cents=args.cross_vibrato, seed=args.seed,
         workers=args.workers,
     )  # fmt: skip
     return _done(prepare_synth(args.out, opts, _mel(args), force=args.force, progress=not args.quiet))

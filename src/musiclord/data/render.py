@@ -26,6 +26,8 @@ RENDER_SR = 32000  # rendered above the target rate, then resampled, to avoid th
 HEADROOM = 0.891  # peak after normalisation, -1 dBFS
 SILENT_PEAK = 1e-4
 FLUSH_S = 0.05
+BEND_STEP_S = 0.005  # a vibrato moves the pitch wheel this often
+BEND_RANGE = 2  # pitch-wheel sensitivity, semitones (set on every channel: GM's default)
 SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts")
 
 
@@ -76,11 +78,14 @@ def check_soundfont(path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class RenderJob:
-    """One clip to render: notes (onset_s, duration_s, pitch) with velocities, on a GM program."""
+    """One clip to render: notes (onset_s, duration_s, pitch) with velocities, on a GM program,
+    with an optional vibrato (depth in cents, rate in Hz, starting phase in radians) played by the
+    pitch wheel (0 cents: none)."""
 
     notes: tuple[Note, ...]
     velocities: tuple[int, ...]
     program: int
+    vibrato: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 # reverb and chorus off: their state would carry from one clip into the next; samples (Vorbis in
@@ -103,6 +108,17 @@ def _write_float(fs, synth, n: int) -> np.ndarray:  # type: ignore[no-untyped-de
     if n > 0:
         _WRITE_FLOAT(synth.synth, n, buf.ctypes.data, 0, 2, buf.ctypes.data, 1, 2)
     return buf.mean(axis=1)
+
+
+def _vibrato_events(vibrato: tuple[float, float, float], n: int) -> list[tuple[int, int, int, int]]:
+    """Pitch-wheel events (sample, 2, value, 0) every BEND_STEP_S over n samples at RENDER_SR for a
+    vibrato (cents, Hz, phase); none when its depth is 0."""
+    cents, hz, phase = vibrato
+    if cents <= 0:
+        return []
+    t = np.arange(0, n, int(BEND_STEP_S * RENDER_SR))
+    bend = np.rint(cents / (100 * BEND_RANGE) * 8192 * np.sin(2 * np.pi * hz * t / RENDER_SR + phase))
+    return [(int(a), 2, int(b), 0) for a, b in zip(t, np.clip(bend, -8192, 8191))]
 
 
 def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_rate: int) -> list[np.ndarray | None]:
@@ -137,6 +153,8 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
         channel = {p: (i if i < 9 else i + 1) for i, p in enumerate(programs)}  # channel 9 is GM drums
         for p, ch in channel.items():
             synth.program_select(ch, sfid, 0, p)
+            for ctrl, val in ((101, 0), (100, 0), (6, BEND_RANGE), (38, 0)):  # RPN 0: pitch-wheel sensitivity
+                synth.cc(ch, ctrl, val)
         out: list[np.ndarray | None] = []
         for job in jobs:
             ch = channel[job.program]
@@ -145,18 +163,22 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
                 t0 = int(round(on * RENDER_SR))
                 events.append((t0, 1, pitch, int(vel)))
                 events.append((max(t0 + 1, int(round((on + dur) * RENDER_SR))), 0, pitch, 0))
+            events += _vibrato_events(job.vibrato, n_render)
             events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same sample
             pieces, t = [], 0
             for when, kind, pitch, vel in events:
                 when = min(when, n_render)
                 pieces.append(_write_float(fs, synth, when - t))
                 t = when
-                if kind:
+                if kind == 2:
+                    synth.pitch_bend(ch, pitch)
+                elif kind:
                     synth.noteon(ch, pitch, vel)
                 else:
                     synth.noteoff(ch, pitch)
             pieces.append(_write_float(fs, synth, n_render - t))
             synth.all_sounds_off(ch)
+            synth.pitch_bend(ch, 0)
             _write_float(fs, synth, int(FLUSH_S * RENDER_SR))
             x = np.concatenate(pieces)[:n_render]
             y = soxr.resample(x, RENDER_SR, sample_rate, quality="HQ").astype(np.float32)

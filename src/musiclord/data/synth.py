@@ -60,6 +60,10 @@ class SynthOptions:
         cross_fraction: this share of the training clips is rendered once more on another
             instrument (split "cross": a program drawn from CROSS_PROGRAMS and the other classes',
             on the training or the rerender bank), for stage 2's content encoder (0: none).
+        cross_per_clip: cross renders of each such clip, each on another program.
+        cross_vibrato_cents: each cross render gets a vibrato of a depth drawn uniformly up to
+            this (cents; rate 4.5-7 Hz), so that a vibrato does not tell the instrument either
+            (0: none, the renders of `--cross-fraction` alone are unchanged).
         soundfont, test_soundfont, aux_soundfont, rerender_soundfont: sample banks ("" =
             FluidR3_GM, MuseScore_General, TimGM6mb, csound's sf_GMbank; each falling back to
             TimGM6mb when not installed). The rerender bank should not be the test bank.
@@ -82,6 +86,8 @@ class SynthOptions:
     aux_per_class: int = 100
     rerender_fraction: float = 1.0
     cross_fraction: float = 0.0
+    cross_per_clip: int = 1
+    cross_vibrato_cents: float = 0.0
     soundfont: str = ""
     test_soundfont: str = ""
     aux_soundfont: str = ""
@@ -107,6 +113,7 @@ class _Clip:
     soundfont: str
     content_id: str | None = None
     program: int | None = None  # played on this GM program instead of inst's ("cross" renders)
+    vibrato: tuple[float, float, float] = (0.0, 0.0, 0.0)  # cents, Hz, phase (see RenderJob)
 
 
 def _piece_order(pieces: list[str], seed: int) -> list[str]:
@@ -150,17 +157,28 @@ def _split_programs(clips: list[_Clip], most: int = MAX_PROGRAMS) -> list[list[_
     return [cs for cs in out if cs]
 
 
-def _cross_clips(train: list[_Clip], insts: list[Instrument], banks: list[str], seed: int) -> list[_Clip]:
-    """Each training clip once more on another instrument (split "cross", after everything else so
-    that every other clip keeps its render): a program drawn from CROSS_PROGRAMS and the other
-    classes' programs, on a bank drawn from `banks`; ordered by bank and program, so that a render
+def _cross_clips(train: list[_Clip], insts: list[Instrument], banks: list[str], opts: SynthOptions) -> list[_Clip]:
+    """Each training clip `opts.cross_per_clip` times more, each time on another instrument (split
+    "cross", after everything else so that every other clip keeps its render): a program drawn
+    from CROSS_PROGRAMS and the other classes' programs (none twice for a clip), on a bank drawn
+    from `banks`, with a vibrato when `opts.cross_vibrato_cents` > 0. The first render of each clip
+    draws as it did before there could be several. Ordered by bank and program, so that a render
     chunk holds few programs (FluidSynth gives each its own channel)."""
-    rng = np.random.default_rng([seed, 3])
     out = []
-    for c in train:
-        pool = [p for p in (*CROSS_PROGRAMS, *(i.program for i in insts)) if p != c.inst.program]
-        out.append(_Clip(f"cross-{c.clip_id}", "cross", c.inst, c.window, banks[int(rng.integers(len(banks)))],
-                         c.clip_id, int(pool[int(rng.integers(len(pool)))])))
+    taken: dict[str, set[int]] = {c.clip_id: {c.inst.program} for c in train}
+    for k in range(opts.cross_per_clip):
+        rng = np.random.default_rng([opts.seed, 3] if k == 0 else [opts.seed, 3, k])
+        wobble = np.random.default_rng([opts.seed, 4, k])
+        for c in train:
+            pool = [p for p in (*CROSS_PROGRAMS, *(i.program for i in insts)) if p not in taken[c.clip_id]]
+            bank = banks[int(rng.integers(len(banks)))]
+            program = int(pool[int(rng.integers(len(pool)))])
+            taken[c.clip_id].add(program)
+            depth, hz, phase = wobble.uniform((0, 4.5, 0), (1, 7, 2 * np.pi))
+            vibrato = (float(depth * opts.cross_vibrato_cents), float(hz), float(phase)) \
+                if opts.cross_vibrato_cents > 0 else (0.0, 0.0, 0.0)
+            out.append(_Clip(f"cross-{c.clip_id}" if k == 0 else f"cross{k + 1}-{c.clip_id}", "cross", c.inst,
+                             c.window, bank, c.clip_id, program, vibrato))
     return sorted(out, key=lambda c: (c.soundfont, c.program))
 
 
@@ -234,9 +252,11 @@ def prepare_synth(
     pitch_range = common_range(insts)
     check_output(out, force)
     if opts.train_per_class < 1 or opts.test_windows < 0 or opts.aux_per_class < 0 or not 0 <= opts.val_fraction < 1 \
-            or not 0 <= opts.rerender_fraction <= 1 or not 0 <= opts.cross_fraction <= 1:
+            or not 0 <= opts.rerender_fraction <= 1 or not 0 <= opts.cross_fraction <= 1 or not 1 <= opts.cross_per_clip <= 8 \
+            or opts.cross_vibrato_cents < 0:
         raise DataError("need train_per_class >= 1, test_windows >= 0, aux_per_class >= 0, 0 <= val_fraction < 1, "
-                        "0 <= rerender_fraction <= 1, 0 <= cross_fraction <= 1")
+                        "0 <= rerender_fraction <= 1, 0 <= cross_fraction <= 1, 1 <= cross_per_clip <= 8, "
+                        "cross_vibrato_cents >= 0")
     banks = {
         "train": check_soundfont(opts.soundfont or find_soundfont("train")),
         "test": check_soundfont(opts.test_soundfont or find_soundfont("test")),
@@ -293,12 +313,12 @@ def _prepare(
     n_rerender = int(round(opts.rerender_fraction * k * per_class["train"])) if "rerender" in banks else 0
     clips += [_Clip(f"rerender-{c.clip_id}", "rerender", c.inst, c.window, str(banks["rerender"]), c.clip_id)
               for c in clips[:n_rerender]]
-    n_cross = int(round(opts.cross_fraction * k * per_class["train"]))
-    clips += _cross_clips(clips[:n_cross], insts, [str(banks[b]) for b in ("train", "rerender") if b in banks],
-                          opts.seed)
+    cross = _cross_clips(clips[:int(round(opts.cross_fraction * k * per_class["train"]))], insts,
+                         [str(banks[b]) for b in ("train", "rerender") if b in banks], opts)
+    clips += cross
 
     chunks = []
-    n_unpaired = len(clips) - k * len(test) - n_rerender - n_cross
+    n_unpaired = len(clips) - k * len(test) - n_rerender - len(cross)
     n_tested = n_unpaired + k * len(test)
     # test chunks are larger: the test bank (.sf3) decodes its samples once per synthesiser
     bounds = list(range(0, n_unpaired, opts.chunk)) + list(range(n_unpaired, n_tested, 4 * opts.chunk)) \
@@ -310,7 +330,7 @@ def _prepare(
             groups.setdefault((c.soundfont, c.split == "test"), []).append(c)
         for (bank, is_test), group in groups.items():
             for cs in _split_programs(group):
-                jobs = [RenderJob(c.window.notes, c.window.velocities, _program(c)) for c in cs]
+                jobs = [RenderJob(c.window.notes, c.window.velocities, _program(c), c.vibrato) for c in cs]
                 chunks.append((cs, (bank, jobs, mel, is_test)))
     options_out = dataclasses.asdict(opts) | {
         "programs": {i.name: i.program for i in insts},
@@ -337,7 +357,7 @@ def _prepare(
                            split=c.split, mel=m, content_id=c.content_id, wave=wave,
                            soundfont=Path(c.soundfont).name)  # fmt: skip
                 notes_rows.append({"clip_id": c.clip_id, "bpm": w.bpm, "start_q": w.start_q, "transpose": w.transpose,
-                                   "program": _program(c),
+                                   "program": _program(c), **({"vibrato": list(c.vibrato)} if c.vibrato[0] else {}),
                                    "notes": [[on, d, p, v] for (on, d, p), v in zip(w.notes, w.velocities)]})  # fmt: skip
         writer.options["silent_renders"] = silent
         log.info("rendered %d clips (%d silent, dropped) in %.0f s", len(clips), silent, time.perf_counter() - t0)

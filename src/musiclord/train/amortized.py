@@ -134,9 +134,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     content_t, class_t, labels = lat.content.float(), lat.class_embeddings.float(), lat.labels
     content_t = normalise_content(content_t, cfg.model.content_norm)  # what the encoder's output is compared to
     alt = rerender_rows(ds, lat.rows)
-    n_alt = int((alt >= 0).sum())
+    n_alt = int((alt >= 0).any(1).sum())  # clips with a rerender
     cross = rerender_rows(ds, lat.rows, "cross") if ac.cross_prob > 0 else None
-    n_cross = int((cross >= 0).sum()) if cross is not None else 0
+    n_cross = int((cross >= 0).any(1).sum()) if cross is not None else 0
     if ac.cross_prob > 0 and not n_cross:
         raise DataError(f"{data_dir} has no cross renders for amortized.cross_prob={ac.cross_prob}: prepare it with "
                         "`musiclord prepare synth --cross-fraction 1`, or set amortized.cross_prob=0")

@@ -223,7 +223,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     rows = torch.tensor([r.index for r in records])
     labels = torch.tensor([r.label for r in records])
     it = BatchIterator(mels, rows.tolist(), lc.batch_size, seed=cfg.seed, env=env)
-    alt = rerender_rows(ds, rows) if lc.rerender_prob > 0 else torch.full((len(rows),), -1)
+    alt = rerender_rows(ds, rows) if lc.rerender_prob > 0 else torch.full((len(rows), 1), -1)
     total = total_steps(cfg, it.steps_per_epoch)
 
     model = LatentModel(cfg.model, len(records), len(classes), lc.content_init_std).to(dev)
@@ -251,7 +251,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         log.info("stage 1: %d clips (%d with a rerender, the target with p=%.2f), %d classes, %d steps of %d "
-                 "(%d per epoch), %d generator parameters, loss %s", len(records), int((alt >= 0).sum()),
+                 "(%d per epoch), %d generator parameters, loss %s", len(records), int((alt >= 0).any(1).sum()),
                  lc.rerender_prob, len(classes), total, lc.batch_size, it.steps_per_epoch,
                  sum(p.numel() for p in model.generator.parameters()), "+".join(loss_fn.active_terms))
     net: nn.Module = model

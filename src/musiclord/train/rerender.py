@@ -17,27 +17,36 @@ CROSS_SWAP_SEED = 13  # likewise for the content encoder's cross swaps
 
 
 def rerender_rows(ds: Any, rows: torch.Tensor, split: str = "rerender") -> torch.Tensor:
-    """For each training clip's mel row in `rows`, the row of its rerender (the same notes played
-    by another sample bank, split "rerender", or on another instrument, split "cross"), or -1 when
-    it has none: (len(rows),) long."""
+    """For each training clip's mel row in `rows`, the rows of its rerenders (the same notes played
+    by another sample bank, split "rerender", or on another instrument, split "cross"), padded
+    with -1 where a clip has fewer than the most any clip has: (len(rows), K) long, K >= 1."""
     train = {r.clip_id: r.index for r in ds.records if r.split == "train"}
-    alt = {train[r.content_id]: r.index for r in ds.records if r.split == split and r.content_id in train}
-    return torch.tensor([alt.get(int(i), -1) for i in rows], dtype=torch.long)
+    alt: dict[int, list[int]] = {}
+    for r in ds.records:
+        if r.split == split and r.content_id in train:
+            alt.setdefault(train[r.content_id], []).append(r.index)
+    k = max((len(v) for v in alt.values()), default=1)
+    return torch.tensor([(alt.get(int(i), []) + [-1] * k)[:k] for i in rows], dtype=torch.long).view(len(rows), k)
 
 
 def swap_rerenders(x: torch.Tensor, pos: torch.Tensor, alt: torch.Tensor, mels: torch.Tensor, prob: float,
                    seed: int, step: int, batch_size: int, local: slice) -> tuple[torch.Tensor, int]:
     """The encoders' input: x (b, M, T), the clips at positions `pos` (CPU) of this process's
-    share `local` of a global batch of `batch_size`, each replaced by its rerender (row alt[pos],
-    from `rerender_rows`) with probability `prob`. The draw is a function of (seed, step), so a
-    resumed run swaps the same clips. Returns (input, clips swapped)."""
+    share `local` of a global batch of `batch_size`, each replaced with probability `prob` by one
+    of its rerenders (rows alt[pos], (N, K) from `rerender_rows`, drawn uniformly among the
+    clip's). The draw is a function of (seed, step), so a resumed run swaps the same clips.
+    Returns (input, clips swapped)."""
     g = torch.Generator().manual_seed(seed * 1000003 + step)
     u = torch.rand(batch_size, generator=g)[local]
+    pick = torch.rand(batch_size, generator=g)[local]  # drawn after u: u is as it was with one per clip
     a = alt[pos]
-    swap = (u < prob) & (a >= 0)
+    n_alt = (a >= 0).sum(1)
+    swap = (u < prob) & (n_alt > 0)
     n = int(swap.sum())
     if n == 0:
         return x, 0
+    col = (pick * n_alt).long().clamp(max=a.shape[1] - 1)
+    rows = a.gather(1, col[:, None])[:, 0]
     x_in = x.clone()
-    x_in[swap.to(x.device)] = mels[a[swap]].to(x.device, x.dtype)
+    x_in[swap.to(x.device)] = mels[rows[swap]].to(x.device, x.dtype)
     return x_in, n
