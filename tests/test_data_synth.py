@@ -220,6 +220,41 @@ def test_several_cross_renders_per_clip_with_vibrato(tiny, tmp_path):
         _tiny(tmp_path / "c0", root / "cache", cross_fraction=1.0, cross_per_clip=0)
 
 
+def test_test_vibrato_plays_on_bowed_and_blown_test_renders_only(tiny, tmp_path):
+    from musiclord.evaluate.lsd import lsd
+    from musiclord.evaluate.oracle import oracle_waves
+
+    out, root = tiny
+    vib = _tiny(tmp_path / "v", root / "cache", test_vibrato_cents=40.0)
+    ds = Dataset.open(vib)
+    rows = {json.loads(line)["clip_id"]: json.loads(line) for line in (vib / "notes.jsonl").read_text().splitlines()}
+    test = ds.select(split="test")
+    depths = [rows[r.clip_id]["vibrato"][0] for r in test]
+    assert len(depths) == 6 and 0 < min(depths) and max(depths) <= 40 and len(set(depths)) == 6
+    assert all("vibrato" not in rows[r.clip_id] for r in ds.records if r.split != "test")
+    # the test renders change, nothing else does
+    plain = Dataset.open(out)
+    a, b = np.load(vib / "mels.npy"), np.load(out / "mels.npy")
+    for i, r in enumerate(plain.records):
+        assert ds.records[i].clip_id == r.clip_id
+        assert np.array_equal(a[i], b[i]) != (r.split == "test"), r.clip_id
+    # the oracle replays the vibrato: on the tiny set's one bank it is the ground truth again
+    cids = sorted(ds.paired())
+    oracle = oracle_waves(ds, vib, ["cello", "violin"], cids)
+    truth = np.stack([[ds.load_wave(ds.paired()[c][k]) for k in ("cello", "violin")] for c in cids])
+    assert lsd(oracle.reshape(6, -1), truth.reshape(6, -1)).max() < 1.0
+    # a piano cannot bend its notes: its test renders stay plain
+    bank = str(timgm6mb())
+    mixed = prepare_synth(tmp_path / "pv", SynthOptions(
+        classes=("piano", "violin"), train_per_class=2, test_windows=2, aux_per_class=0, rerender_fraction=0.0,
+        soundfont=bank, test_soundfont=bank, aux_soundfont=bank, workers=1, cache_dir=str(root / "cache"),
+        test_vibrato_cents=40.0), MelConfig(), progress=False)  # fmt: skip
+    rows = [json.loads(line) for line in (mixed / "notes.jsonl").read_text().splitlines()]
+    assert {r["clip_id"] for r in rows if "vibrato" in r} == {f"test-t{t:04d}-violin" for t in range(2)}
+    with pytest.raises(DataError, match="test_vibrato_cents"):
+        _tiny(tmp_path / "bad", root / "cache", test_vibrato_cents=-1.0)
+
+
 def test_render_chunks_hold_at_most_fifteen_programs():
     from musiclord.data.instruments import resolve_instrument
     from musiclord.data.synth import _Clip, _split_programs

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cross renders of each such clip, each on another instrument (default 1)")
     s.add_argument("--cross-vibrato", type=float, default=0.0, metavar="CENTS",
                    help="cross renders get a vibrato up to this deep, in cents (default 0: none)")
+    s.add_argument("--test-vibrato", type=float, default=0.0, metavar="CENTS",
+                   help="paired test renders of bowed and blown classes get a vibrato up to this deep (default 0)")
     s.set_defaults(func=_synth)
 
     m = src.add_parser("musicnet", help="MusicNet's solo recordings, split by recording")
@@ -86,7 +88,7 @@ def _synth(args: argparse.Namespace) -> int:
         test_soundfont=args.test_soundfont, aux_soundfont=args.aux_soundfont,
         rerender_fraction=args.rerender_fraction, rerender_soundfont=args.rerender_soundfont,
         cross_fraction=args.cross_fraction, cross_per_clip=args.cross_per_clip,
-        cross_vibrato_cents=args.cross_vibrato, seed=args.seed,
+        cross_vibrato_cents=args.cross_vibrato, test_vibrato_cents=args.test_vibrato, seed=args.seed,
         workers=args.workers,
     )  # fmt: skip
     return _done(prepare_synth(args.out, opts, _mel(args), force=args.force, progress=not args.quiet))

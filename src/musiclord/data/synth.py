@@ -64,6 +64,9 @@ class SynthOptions:
         cross_vibrato_cents: each cross render gets a vibrato of a depth drawn uniformly up to
             this (cents; rate 4.5-7 Hz), so that a vibrato does not tell the instrument either
             (0: none, the renders of `--cross-fraction` alone are unchanged).
+        test_vibrato_cents: the same for the paired test renders of classes that can bend a note
+            (GM programs 16 and up: not keyboards or tuned percussion), each render its own
+            vibrato, so that a development set hears what players do (0: none).
         soundfont, test_soundfont, aux_soundfont, rerender_soundfont: sample banks ("" =
             FluidR3_GM, MuseScore_General, TimGM6mb, csound's sf_GMbank; each falling back to
             TimGM6mb when not installed). The rerender bank should not be the test bank.
@@ -88,6 +91,7 @@ class SynthOptions:
     cross_fraction: float = 0.0
     cross_per_clip: int = 1
     cross_vibrato_cents: float = 0.0
+    test_vibrato_cents: float = 0.0
     soundfont: str = ""
     test_soundfont: str = ""
     aux_soundfont: str = ""
@@ -174,12 +178,17 @@ def _cross_clips(train: list[_Clip], insts: list[Instrument], banks: list[str], 
             bank = banks[int(rng.integers(len(banks)))]
             program = int(pool[int(rng.integers(len(pool)))])
             taken[c.clip_id].add(program)
-            depth, hz, phase = wobble.uniform((0, 4.5, 0), (1, 7, 2 * np.pi))
-            vibrato = (float(depth * opts.cross_vibrato_cents), float(hz), float(phase)) \
-                if opts.cross_vibrato_cents > 0 else (0.0, 0.0, 0.0)
+            vibrato = _draw_vibrato(wobble, opts.cross_vibrato_cents)
             out.append(_Clip(f"cross-{c.clip_id}" if k == 0 else f"cross{k + 1}-{c.clip_id}", "cross", c.inst,
                              c.window, bank, c.clip_id, program, vibrato))
     return sorted(out, key=lambda c: (c.soundfont, c.program))
+
+
+def _draw_vibrato(rng: np.random.Generator, cents: float) -> tuple[float, float, float]:
+    """(depth in cents uniform up to `cents`, rate 4.5-7 Hz, phase); all zero for `cents` 0 (the
+    draw is made either way, so that the stream does not depend on it)."""
+    depth, hz, phase = rng.uniform((0, 4.5, 0), (1, 7, 2 * np.pi))
+    return (float(depth * cents), float(hz), float(phase)) if cents > 0 else (0.0, 0.0, 0.0)
 
 
 def _collect_windows(
@@ -253,10 +262,10 @@ def prepare_synth(
     check_output(out, force)
     if opts.train_per_class < 1 or opts.test_windows < 0 or opts.aux_per_class < 0 or not 0 <= opts.val_fraction < 1 \
             or not 0 <= opts.rerender_fraction <= 1 or not 0 <= opts.cross_fraction <= 1 or not 1 <= opts.cross_per_clip <= 8 \
-            or opts.cross_vibrato_cents < 0:
+            or opts.cross_vibrato_cents < 0 or opts.test_vibrato_cents < 0:
         raise DataError("need train_per_class >= 1, test_windows >= 0, aux_per_class >= 0, 0 <= val_fraction < 1, "
                         "0 <= rerender_fraction <= 1, 0 <= cross_fraction <= 1, 1 <= cross_per_clip <= 8, "
-                        "cross_vibrato_cents >= 0")
+                        "cross_vibrato_cents >= 0, test_vibrato_cents >= 0")
     banks = {
         "train": check_soundfont(opts.soundfont or find_soundfont("train")),
         "test": check_soundfont(opts.test_soundfont or find_soundfont("test")),
@@ -306,9 +315,12 @@ def _prepare(
             inst = insts[j % k]
             clips.append(_Clip(f"{split}-{inst.name}-{j // k:05d}", split, inst, pool[pos + j], bank))
         pos += k * per_class[split]
+    wobble = np.random.default_rng([opts.seed, 5])
     for t, w in enumerate(test):
         cid = f"t{t:04d}"
-        clips += [_Clip(f"test-{cid}-{i.name}", "test", i, w, str(banks["test"]), cid) for i in insts]
+        clips += [_Clip(f"test-{cid}-{i.name}", "test", i, w, str(banks["test"]), cid,
+                        vibrato=_draw_vibrato(wobble, opts.test_vibrato_cents if i.program >= 16 else 0.0))
+                  for i in insts]
     # last, so that adding them leaves every other clip's render (and row) as it was
     n_rerender = int(round(opts.rerender_fraction * k * per_class["train"])) if "rerender" in banks else 0
     clips += [_Clip(f"rerender-{c.clip_id}", "rerender", c.inst, c.window, str(banks["rerender"]), c.clip_id)

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def oracle_waves(ds: Any, data_dir: str | Path, classes: list[str], cids: list[str], split: str = "test",
                  bank: str | Path | None = None) -> np.ndarray | None:
-    """The passages' notes rendered with the dataset's training bank on every class.
+    """The passages' notes (and vibrato, where a clip has one) rendered with the dataset's training
+    bank on every class.
 
     Args:
         ds: the dataset (its paired split gives each passage's clip on each class).
@@ -46,9 +47,11 @@ def oracle_waves(ds: Any, data_dir: str | Path, classes: list[str], cids: list[s
         log.info("no note lists or training bank in %s: the sample-bank oracle is left out", data_dir)
         return None
     notes = {}
+    vibrato = {}
     for line in notes_file.read_text().splitlines():
         row = json.loads(line)
         notes[row["clip_id"]] = row["notes"]
+        vibrato[row["clip_id"]] = tuple(row.get("vibrato", (0.0, 0.0, 0.0)))
     cfg = ds.mel_config
     paired = ds.paired(split)
     n = cfg.clip_samples
@@ -60,7 +63,8 @@ def oracle_waves(ds: Any, data_dir: str | Path, classes: list[str], cids: list[s
                 log.info("some test clips have no note list: the sample-bank oracle is left out")
                 return None
             jobs = [RenderJob(tuple((on, dur, p) for on, dur, p, _ in notes[r.clip_id]),
-                              tuple(v for *_, v in notes[r.clip_id]), inst.program) for r in recs]
+                              tuple(v for *_, v in notes[r.clip_id]), inst.program, vibrato[r.clip_id])
+                    for r in recs]
             for c, wave in enumerate(render_chunk(bank, jobs, cfg.clip_seconds, cfg.sample_rate)):
                 if wave is not None:
                     out[c, k, : min(n, len(wave))] = wave[:n]
