@@ -184,3 +184,29 @@ def test_target_swaps_make_both_stages_reconstruct_the_rerenders(tmp_path):
         AmortizedConfig(rerender_target_prob=1.5)
     with pytest.raises(ConfigError, match="rerender_prob"):
         apply_overrides(tiny_cfg(), ["latent.rerender_prob=-0.1"])
+
+
+def test_independent_targets_keep_the_target_bank_from_the_encoders(tmp_path, monkeypatch):
+    import musiclord.train.amortized as am
+
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=1)
+    train_latent(tiny_cfg(), data, tmp_path / "s1")
+    real, seen = am.amortized_loss, {}
+    for flag in (False, True):
+        calls = []
+
+        def spy(*a, **kw):
+            calls.append((a[3].clone(), None if a[8] is None else a[8].clone()))
+            return real(*a, **kw)
+
+        monkeypatch.setattr(am, "amortized_loss", spy)
+        run = _copy_run(tmp_path / "s1", tmp_path / f"s2-{flag}")
+        train_amortized(tiny_cfg(steps=2, rerender_prob=0.0, rerender_target_prob=1.0,
+                                 rerender_target_independent=flag), data, run)  # fmt: skip
+        seen[flag] = calls[0]
+    # every target is a rerender (x * 1.3 + 0.2); the encoders see it unless the flag is set,
+    # then they see the clips themselves
+    assert seen[False][1] is None
+    target, enc_in = seen[True]
+    assert enc_in is not None and torch.allclose(enc_in * 1.3 + 0.2, target, atol=0.05)
+    assert not torch.allclose(enc_in, target, atol=0.05)

@@ -215,12 +215,13 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         f = cosine_lr_factor(step, total, 0, 0.1, True)
         set_lr(opt, f)
         pos, x = it.batch(step)
+        clip = x
         if ac.rerender_target_prob > 0 and n_alt:
             x, _ = swap_rerenders(x, pos, alt, mels, ac.rerender_target_prob, cfg.seed + TARGET_SWAP_SEED, step,
                                   it.batch_size, it.local_slice(it.batch_size))
-        x_in, n_swapped = x, 0
+        x_in, n_swapped = (clip if ac.rerender_target_independent else x), 0
         if ac.rerender_prob > 0 and n_alt:
-            x_in, n_swapped = swap_rerenders(x, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,
+            x_in, n_swapped = swap_rerenders(x_in, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,
                                              it.local_slice(it.batch_size))
         x_content, n_crossed = x_in, 0
         if n_cross:

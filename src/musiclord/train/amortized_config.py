@@ -49,6 +49,9 @@ class AmortizedConfig:
         rerender_target_prob: probability, drawn independently, that the generator's target (and
             the critic's real sample) is the clip's rerender instead of the clip, as stage 1's
             `latent.rerender_prob` (the encoders then see the rerender too).
+        rerender_target_independent: the encoders' input is drawn from the clip and its rerender
+            (`rerender_prob`) whatever the target is, so that no code can tell the generator which
+            bank to play: it learns the banks' mean (False: as above, x4 of docs/results.md).
         cross_prob: probability, drawn after the rerender swap, that the *content* encoder sees
             the clip's notes on another instrument (`prepare synth --cross-fraction`'s "cross"
             split) while the class encoder does not, and the generator still reconstructs the
@@ -84,6 +87,7 @@ class AmortizedConfig:
     adv_warmup_steps: int = 0
     rerender_prob: float = 0.5
     rerender_target_prob: float = 0.0
+    rerender_target_independent: bool = False
     cross_prob: float = 0.0
     timbre_eq_db: float = 0.0
     disc_channels: int = 16
