@@ -51,7 +51,7 @@ class AmortizedConfig:
             `latent.rerender_prob` (the encoders then see the rerender too).
         rerender_target_independent: the encoders' input is drawn from the clip and its rerender
             (`rerender_prob`) whatever the target is, so that no code can tell the generator which
-            bank to play: it learns the banks' mean (False: as above, x4 of docs/results.md).
+            bank to play: it learns the banks' mean (False: as above, ablation 43 of docs/results.md).
         cross_prob: probability, drawn after the rerender swap, that the *content* encoder sees
             the clip's notes on another instrument (`prepare synth --cross-fraction`'s "cross"
             split) while the class encoder does not, and the generator still reconstructs the
