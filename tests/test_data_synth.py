@@ -96,6 +96,12 @@ def test_vibrato_bends_the_pitch_by_its_depth():
     assert np.abs(after - plain).max() < 1e-3  # (the synthesiser's state leaves ~1e-6 of difference)
 
 
+def _note_rows(out) -> dict:
+    """A dataset's notes.jsonl rows by clip id."""
+    rows = [json.loads(line) for line in (out / "notes.jsonl").read_text().splitlines()]
+    return {r["clip_id"]: r for r in rows}
+
+
 def _tiny(out, cache, **kw):
     bank = str(timgm6mb())
     kw.setdefault("rerender_fraction", 0.0)
@@ -198,7 +204,7 @@ def test_several_cross_renders_per_clip_with_vibrato(tiny, tmp_path):
     one = Dataset.open(_tiny(tmp_path / "c1", root / "cache", cross_fraction=1.0))
     two = _tiny(tmp_path / "c2", root / "cache", cross_fraction=1.0, cross_per_clip=2, cross_vibrato_cents=40.0)
     ds = Dataset.open(two)
-    rows = {json.loads(line)["clip_id"]: json.loads(line) for line in (two / "notes.jsonl").read_text().splitlines()}
+    rows = _note_rows(two)
     cx = ds.select(split="cross")
     assert len(cx) == 24
     by_clip: dict[str, list[int]] = {}
@@ -208,7 +214,7 @@ def test_several_cross_renders_per_clip_with_vibrato(tiny, tmp_path):
     assert all(len(set(p)) == 2 and rows[c]["program"] not in p for c, p in by_clip.items())
     # the first render of each clip keeps its program and bank; vibrato only on cross renders, within depth
     first = {r.clip_id: r for r in one.select(split="cross")}
-    one_rows = {json.loads(line)["clip_id"]: json.loads(line) for line in (tmp_path / "c1" / "notes.jsonl").read_text().splitlines()}
+    one_rows = _note_rows(tmp_path / "c1")
     mine = {r.clip_id: r for r in cx}
     assert all(rows[c]["program"] == one_rows[c]["program"] and mine[c].soundfont == r.soundfont
                for c, r in first.items())
@@ -227,7 +233,7 @@ def test_test_vibrato_plays_on_bowed_and_blown_test_renders_only(tiny, tmp_path)
     out, root = tiny
     vib = _tiny(tmp_path / "v", root / "cache", test_vibrato_cents=40.0)
     ds = Dataset.open(vib)
-    rows = {json.loads(line)["clip_id"]: json.loads(line) for line in (vib / "notes.jsonl").read_text().splitlines()}
+    rows = _note_rows(vib)
     test = ds.select(split="test")
     depths = [rows[r.clip_id]["vibrato"][0] for r in test]
     assert len(depths) == 6 and 0 < min(depths) and max(depths) <= 40 and len(set(depths)) == 6
@@ -249,8 +255,7 @@ def test_test_vibrato_plays_on_bowed_and_blown_test_renders_only(tiny, tmp_path)
         classes=("piano", "violin"), train_per_class=2, test_windows=2, aux_per_class=0, rerender_fraction=0.0,
         soundfont=bank, test_soundfont=bank, aux_soundfont=bank, workers=1, cache_dir=str(root / "cache"),
         test_vibrato_cents=40.0), MelConfig(), progress=False)  # fmt: skip
-    rows = [json.loads(line) for line in (mixed / "notes.jsonl").read_text().splitlines()]
-    assert {r["clip_id"] for r in rows if "vibrato" in r} == {f"test-t{t:04d}-violin" for t in range(2)}
+    assert {c for c, r in _note_rows(mixed).items() if "vibrato" in r} == {f"test-t{t:04d}-violin" for t in range(2)}
     with pytest.raises(DataError, match="test_vibrato_cents"):
         _tiny(tmp_path / "bad", root / "cache", test_vibrato_cents=-1.0)
 
