@@ -59,10 +59,10 @@ def test_rerender_rows_and_swaps_are_deterministic(tmp_path):
     pos = torch.arange(8)
     x = mels[rows[pos]].float()
     same, n0 = swap_rerenders(x, pos, alt, mels, 0.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
-    assert n0 == 0 and torch.equal(same, x)
+    assert not n0.any() and torch.equal(same, x)
     every, n1 = swap_rerenders(x, pos, alt, mels, 1.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
     has = alt[pos, 0] >= 0
-    assert n1 == int(has.sum()) > 0
+    assert torch.equal(n1, has) and bool(has.any())
     assert torch.equal(every[~has], x[~has]) and torch.equal(every[has], mels[alt[pos, 0][has]].float())
     half, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
     again, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
@@ -92,7 +92,7 @@ def test_swaps_draw_among_a_clips_several_renders(tmp_path):
     seen = torch.zeros(8, 2, dtype=torch.bool)
     for step in range(40):
         y, n = swap_rerenders(x, pos, cross, mels, 1.0, seed=0, step=step, batch_size=8, local=slice(0, 8))
-        assert n == 8
+        assert bool(n.all())
         for i in range(8):
             hit = [bool(torch.equal(y[i], mels[a].float())) for a in cross[i].tolist() if a >= 0]
             assert sum(hit) == 1  # one of the clip's own renders, never another clip's
@@ -187,19 +187,11 @@ def test_target_swaps_make_both_stages_reconstruct_the_rerenders(tmp_path):
 
 
 def test_independent_targets_keep_the_target_bank_from_the_encoders(tmp_path, monkeypatch):
-    import musiclord.train.amortized as am
-
     data = _add_rerenders(write_dataset(tmp_path / "data"), every=1)
     train_latent(tiny_cfg(), data, tmp_path / "s1")
-    real, seen = am.amortized_loss, {}
+    seen = {}
     for flag in (False, True):
-        calls = []
-
-        def spy(*a, **kw):
-            calls.append((a[3].clone(), None if a[8] is None else a[8].clone()))
-            return real(*a, **kw)
-
-        monkeypatch.setattr(am, "amortized_loss", spy)
+        calls = am_loss_spy(monkeypatch)
         run = _copy_run(tmp_path / "s1", tmp_path / f"s2-{flag}")
         train_amortized(tiny_cfg(steps=2, rerender_prob=0.0, rerender_target_prob=1.0,
                                  rerender_target_independent=flag), data, run)  # fmt: skip
@@ -207,6 +199,57 @@ def test_independent_targets_keep_the_target_bank_from_the_encoders(tmp_path, mo
     # every target is a rerender (x * 1.3 + 0.2); the encoders see it unless the flag is set,
     # then they see the clips themselves
     assert seen[False][1] is None
-    target, enc_in = seen[True]
+    target, enc_in, _ = seen[True]
     assert enc_in is not None and torch.allclose(enc_in * 1.3 + 0.2, target, atol=0.05)
     assert not torch.allclose(enc_in, target, atol=0.05)
+
+
+def test_detached_targets_train_the_generator_alone(tmp_path, monkeypatch):
+    """`rerender_target_detach`: the clips whose target is a rerender reach the generator with
+    detached codes. The loss is the same; only the encoders' gradient from those clips is gone."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg()
+    ac = dataclasses.replace(cfg.amortized, w_content=0.0, w_class=0.0)  # reconstruction only
+    model = LordModel(cfg.model, ("cello", "piano", "violin"))
+    x, y = torch.randn(4, 128, 128), torch.tensor([0, 1, 2, 0])
+    content_t = torch.randn(4, cfg.model.content_dim, cfg.model.content_frames)
+    loss_fn = ReconstructionLoss.from_config(cfg.loss, "cpu")
+    enc = [model.content_encoder.inp.weight] + list(model.class_encoder.parameters())[:1]
+    gen = [p for p in model.generator.parameters() if p.requires_grad]
+
+    def grads(detach):
+        loss, _, _ = amortized_loss(model, None, loss_fn, x, y, content_t, torch.zeros(4, cfg.model.class_dim), ac,
+                                    detach=detach)
+        g = torch.autograd.grad(loss, enc + gen, allow_unused=True)
+        norm = [0.0 if t is None else float(t.abs().sum()) for t in g]
+        return float(loss.detach()), sum(norm[: len(enc)]), sum(norm[len(enc):])
+
+    plain, some, every = grads(None), grads(torch.tensor([True, False, True, False])), grads(torch.ones(4, dtype=bool))
+    assert plain[0] == pytest.approx(some[0]) == pytest.approx(every[0])
+    assert plain[1] > some[1] > 0 and every[1] == 0  # encoders: less gradient, none at all
+    assert min(plain[2], some[2], every[2]) > 0 and every[2] == pytest.approx(plain[2], rel=1e-4)
+
+    # in training, the mask is the target swap's
+    data = _add_rerenders(write_dataset(tmp_path / "data"), every=2)
+    train_latent(tiny_cfg(), data, tmp_path / "s1")
+    seen = am_loss_spy(monkeypatch)
+    run = _copy_run(tmp_path / "s1", tmp_path / "s2")
+    train_amortized(tiny_cfg(steps=2, rerender_prob=0.0, rerender_target_prob=1.0, rerender_target_detach=True),
+                    data, run)  # fmt: skip
+    _, enc_in, mask = seen[0]
+    assert enc_in is None  # the encoders see the target, rerender or clip
+    assert mask is not None and 0 < int(mask.sum()) < len(mask)  # every other clip has a rerender
+
+
+def am_loss_spy(monkeypatch) -> list:
+    """Replace stage 2's loss with one that records (target, encoders' input, detach mask) per call."""
+    import musiclord.train.amortized as am
+
+    real, seen = am.amortized_loss, []
+
+    def spy(*a, **kw):
+        seen.append((a[3].clone(), None if a[8] is None else a[8].clone(), kw.get("detach")))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(am, "amortized_loss", spy)
+    return seen

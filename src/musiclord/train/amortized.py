@@ -215,18 +215,21 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         f = cosine_lr_factor(step, total, 0, 0.1, True)
         set_lr(opt, f)
         pos, x = it.batch(step)
-        clip = x
+        clip, retarget, n_swapped, n_crossed = x, None, 0, 0
         if ac.rerender_target_prob > 0 and n_alt:
-            x, _ = swap_rerenders(x, pos, alt, mels, ac.rerender_target_prob, cfg.seed + TARGET_SWAP_SEED, step,
-                                  it.batch_size, it.local_slice(it.batch_size))
-        x_in, n_swapped = (clip if ac.rerender_target_independent else x), 0
+            x, retarget = swap_rerenders(x, pos, alt, mels, ac.rerender_target_prob, cfg.seed + TARGET_SWAP_SEED,
+                                         step, it.batch_size, it.local_slice(it.batch_size))
+        x_in = clip if ac.rerender_target_independent else x
         if ac.rerender_prob > 0 and n_alt:
-            x_in, n_swapped = swap_rerenders(x_in, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,
-                                             it.local_slice(it.batch_size))
-        x_content, n_crossed = x_in, 0
+            x_in, swapped = swap_rerenders(x_in, pos, alt, mels, ac.rerender_prob, cfg.seed, step, it.batch_size,
+                                           it.local_slice(it.batch_size))
+            n_swapped = int(swapped.sum())
+        x_content = x_in
         if n_cross:
-            x_content, n_crossed = swap_rerenders(x_in, pos, cross, mels, ac.cross_prob, cfg.seed + CROSS_SWAP_SEED,
-                                                  step, it.batch_size, it.local_slice(it.batch_size))
+            x_content, crossed = swap_rerenders(x_in, pos, cross, mels, ac.cross_prob, cfg.seed + CROSS_SWAP_SEED,
+                                                step, it.batch_size, it.local_slice(it.batch_size))
+            n_crossed = int(crossed.sum())
+        detach = retarget.to(dev) if retarget is not None and ac.rerender_target_detach else None
         # the same EQ curves for both inputs; a tensor comes back as it is when timbre_eq_db is 0
         eq = (ac.timbre_eq_db, ds.mel_config, cfg.seed + EQ_SEED, step, it.batch_size, it.local_slice(it.batch_size))
         x_eq = random_eq(x_in, *eq)
@@ -249,7 +252,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         adv_on = use_adv and step >= ac.adv_warmup_steps
         loss, terms, parts = amortized_loss(model, disc if adv_on else None, loss_fn, x, y, content_t.to(dev)[pos],
                                             class_dev[y], ac, x_in, y_to=y_to, class_emb=class_dev,
-                                            x_content=x_content)
+                                            x_content=x_content, detach=detach)
         l_content, l_class = parts["content"], parts["class"]
         for name, tag in (("adversarial", "adv/generator"), ("adv_translation", "adv/generator_translation"),
                           ("cycle", "loss/cycle")):

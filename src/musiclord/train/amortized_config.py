@@ -52,6 +52,10 @@ class AmortizedConfig:
         rerender_target_independent: the encoders' input is drawn from the clip and its rerender
             (`rerender_prob`) whatever the target is, so that no code can tell the generator which
             bank to play: it learns the banks' mean (False: as above, ablation 43 of docs/results.md).
+        rerender_target_detach: with `rerender_target_prob`, the clips whose target is the rerender
+            reach the generator with the encoders' codes detached, so that only the generator
+            learns the second bank (the encoders still regress the stage-1 codes on them) and no
+            code is pushed to carry which bank to play (False: off).
         cross_prob: probability, drawn after the rerender swap, that the *content* encoder sees
             the clip's notes on another instrument (`prepare synth --cross-fraction`'s "cross"
             split) while the class encoder does not, and the generator still reconstructs the
@@ -88,6 +92,7 @@ class AmortizedConfig:
     rerender_prob: float = 0.5
     rerender_target_prob: float = 0.0
     rerender_target_independent: bool = False
+    rerender_target_detach: bool = False
     cross_prob: float = 0.0
     timbre_eq_db: float = 0.0
     disc_channels: int = 16

@@ -95,6 +95,7 @@ def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: Reconstruc
                    y: torch.Tensor, content_t: torch.Tensor, class_t: torch.Tensor, ac: AmortizedConfig,
                    x_in: torch.Tensor | None = None, y_to: torch.Tensor | None = None,
                    class_emb: torch.Tensor | None = None, x_content: torch.Tensor | None = None,
+                   detach: torch.Tensor | None = None,
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """The encoders' and generator's loss on a batch: reconstruction of x (B, M, T), regression to
     the stage-1 codes (content_t (B, D, F), class_t (B, class_dim)) and, when `disc` is given,
@@ -105,6 +106,9 @@ def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: Reconstruc
     With target classes `y_to` (B,) and the embeddings `class_emb` (n_classes, E), the
     translations G(E_c(x_content or x_in), class_emb[y_to]) add `ac.w_adv_translation` times their adversarial
     term (when `disc` is given) and `ac.w_cycle` times ||E_c(translation) - content_t||².
+    The clips where the (B,) bool mask `detach` is set reach the generator with their codes
+    detached: their reconstruction and adversarial terms train the generator alone (the encoders
+    still regress the stage-1 codes on them).
 
     Returns:
         (total loss, reconstruction terms, {"content", "class"[, "adversarial", "adv_translation",
@@ -112,7 +116,12 @@ def amortized_loss(model: LordModel, disc: nn.Module | None, loss_fn: Reconstruc
     """
     x_in = x if x_in is None else x_in
     content, class_emb_x = model.encode_content(x_in if x_content is None else x_content), model.encode_class(x_in)
-    pred = model.decode(content, class_emb_x)
+    if detach is None:
+        pred = model.decode(content, class_emb_x)
+    else:
+        rows = detach[:, None]
+        pred = model.decode(torch.where(rows[..., None], content.detach(), content),
+                            torch.where(rows, class_emb_x.detach(), class_emb_x))
     terms = loss_fn(pred, x)
     parts = {"content": F.mse_loss(content, content_t), "class": F.mse_loss(class_emb_x, class_t)}
     loss = ac.w_rec * terms["total"] + ac.w_content * parts["content"] + ac.w_class * parts["class"]

@@ -30,23 +30,22 @@ def rerender_rows(ds: Any, rows: torch.Tensor, split: str = "rerender") -> torch
 
 
 def swap_rerenders(x: torch.Tensor, pos: torch.Tensor, alt: torch.Tensor, mels: torch.Tensor, prob: float,
-                   seed: int, step: int, batch_size: int, local: slice) -> tuple[torch.Tensor, int]:
+                   seed: int, step: int, batch_size: int, local: slice) -> tuple[torch.Tensor, torch.Tensor]:
     """The encoders' input: x (b, M, T), the clips at positions `pos` (CPU) of this process's
     share `local` of a global batch of `batch_size`, each replaced with probability `prob` by one
     of its rerenders (rows alt[pos], (N, K) from `rerender_rows`, drawn uniformly among the
     clip's). The draw is a function of (seed, step), so a resumed run swaps the same clips.
-    Returns (input, clips swapped)."""
+    Returns (input, (b,) bool CPU mask of the clips swapped)."""
     g = torch.Generator().manual_seed(seed * 1000003 + step)
     u = torch.rand(batch_size, generator=g)[local]
     pick = torch.rand(batch_size, generator=g)[local]  # drawn after u: u is as it was with one per clip
     a = alt[pos]
     n_alt = (a >= 0).sum(1)
     swap = (u < prob) & (n_alt > 0)
-    n = int(swap.sum())
-    if n == 0:
-        return x, 0
+    if not swap.any():
+        return x, swap
     col = (pick * n_alt).long().clamp(max=a.shape[1] - 1)
     rows = a.gather(1, col[:, None])[:, 0]
     x_in = x.clone()
     x_in[swap.to(x.device)] = mels[rows[swap]].to(x.device, x.dtype)
-    return x_in, n
+    return x_in, swap
