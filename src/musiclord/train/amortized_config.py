@@ -55,7 +55,8 @@ class AmortizedConfig:
         rerender_target_detach: with `rerender_target_prob`, the clips whose target is the rerender
             reach the generator with the encoders' codes detached, so that only the generator
             learns the second bank (the encoders still regress the stage-1 codes on them) and no
-            code is pushed to carry which bank to play (False: off).
+            code is pushed to carry which bank to play (False: off; ablation 44 of docs/results.md:
+            the unseen-bank probe rose, so no preset uses it).
         cross_prob: probability, drawn after the rerender swap, that the *content* encoder sees
             the clip's notes on another instrument (`prepare synth --cross-fraction`'s "cross"
             split) while the class encoder does not, and the generator still reconstructs the
