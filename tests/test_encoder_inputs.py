@@ -58,11 +58,11 @@ def test_rerender_rows_and_swaps_are_deterministic(tmp_path):
     mels = load_mels(ds)
     pos = torch.arange(8)
     x = mels[rows[pos]].float()
-    same, n0 = swap_rerenders(x, pos, alt, mels, 0.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
-    assert not n0.any() and torch.equal(same, x)
-    every, n1 = swap_rerenders(x, pos, alt, mels, 1.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    same, m0 = swap_rerenders(x, pos, alt, mels, 0.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
+    assert not m0.any() and torch.equal(same, x)
+    every, m1 = swap_rerenders(x, pos, alt, mels, 1.0, seed=0, step=3, batch_size=8, local=slice(0, 8))
     has = alt[pos, 0] >= 0
-    assert torch.equal(n1, has) and bool(has.any())
+    assert torch.equal(m1, has) and bool(has.any())
     assert torch.equal(every[~has], x[~has]) and torch.equal(every[has], mels[alt[pos, 0][has]].float())
     half, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
     again, _ = swap_rerenders(x, pos, alt, mels, 0.5, seed=0, step=3, batch_size=8, local=slice(0, 8))
@@ -91,8 +91,8 @@ def test_swaps_draw_among_a_clips_several_renders(tmp_path):
     x = mels[rows[pos]].float()
     seen = torch.zeros(8, 2, dtype=torch.bool)
     for step in range(40):
-        y, n = swap_rerenders(x, pos, cross, mels, 1.0, seed=0, step=step, batch_size=8, local=slice(0, 8))
-        assert bool(n.all())
+        y, m = swap_rerenders(x, pos, cross, mels, 1.0, seed=0, step=step, batch_size=8, local=slice(0, 8))
+        assert bool(m.all())
         for i in range(8):
             hit = [bool(torch.equal(y[i], mels[a].float())) for a in cross[i].tolist() if a >= 0]
             assert sum(hit) == 1  # one of the clip's own renders, never another clip's
@@ -191,7 +191,7 @@ def test_independent_targets_keep_the_target_bank_from_the_encoders(tmp_path, mo
     train_latent(tiny_cfg(), data, tmp_path / "s1")
     seen = {}
     for flag in (False, True):
-        calls = am_loss_spy(monkeypatch)
+        calls = _loss_spy(monkeypatch)
         run = _copy_run(tmp_path / "s1", tmp_path / f"s2-{flag}")
         train_amortized(tiny_cfg(steps=2, rerender_prob=0.0, rerender_target_prob=1.0,
                                  rerender_target_independent=flag), data, run)  # fmt: skip
@@ -232,7 +232,7 @@ def test_detached_targets_train_the_generator_alone(tmp_path, monkeypatch):
     # in training, the mask is the target swap's
     data = _add_rerenders(write_dataset(tmp_path / "data"), every=2)
     train_latent(tiny_cfg(), data, tmp_path / "s1")
-    seen = am_loss_spy(monkeypatch)
+    seen = _loss_spy(monkeypatch)
     run = _copy_run(tmp_path / "s1", tmp_path / "s2")
     train_amortized(tiny_cfg(steps=2, rerender_prob=0.0, rerender_target_prob=1.0, rerender_target_detach=True),
                     data, run)  # fmt: skip
@@ -241,7 +241,7 @@ def test_detached_targets_train_the_generator_alone(tmp_path, monkeypatch):
     assert mask is not None and 0 < int(mask.sum()) < len(mask)  # every other clip has a rerender
 
 
-def am_loss_spy(monkeypatch) -> list:
+def _loss_spy(monkeypatch) -> list:
     """Replace stage 2's loss with one that records (target, encoders' input, detach mask) per call."""
     import musiclord.train.amortized as am
 
