@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" \
     | tee -a "$OUT/gpu.txt"
 timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_audio.py tests/test_translate.py \
-    tests/test_train_latent.py tests/test_amortized.py 2>&1 | tail -15 | tee "$OUT/pytest_gpu.log"
+    tests/test_train_latent.py tests/test_amortized.py tests/test_encoder_inputs.py 2>&1 | tail -15 | tee "$OUT/pytest_gpu.log"
 timeout 60 python3 -m benchmarks.profile_translate --device cuda --seconds 60 --rows 20 >"$OUT/profile_cuda.txt" 2>&1
 head -3 "$OUT/profile_cuda.txt"
 timeout 330 python3 -m benchmarks.run_all --device cuda --no-write "$@" >"$OUT/bench_cuda.md" 2>"$OUT/bench_cuda.err"

@@ -253,3 +253,38 @@ def _loss_spy(monkeypatch) -> list:
 
     monkeypatch.setattr(am, "amortized_loss", spy)
     return seen
+
+
+def _first_terms(data: Path, s1: Path, run: Path, device: str, monkeypatch) -> list[float]:
+    """Stage 2 on `device` with every encoder-input option on; the first step's reconstruction,
+    content and class terms (none of them depends on the critic's random gradient-penalty mix)."""
+    import musiclord.train.amortized as am
+
+    real, seen = am.amortized_loss, []
+
+    def spy(*a, **kw):
+        out = real(*a, **kw)
+        seen.append([out[1]["total"].item(), out[2]["content"].item(), out[2]["class"].item()])
+        return out
+
+    monkeypatch.setattr(am, "amortized_loss", spy)
+    cfg = tiny_cfg(steps=3, rerender_prob=0.5, rerender_target_prob=0.5, rerender_target_detach=True, cross_prob=0.5,
+                   timbre_eq_db=6.0, w_adv_translation=0.01, translation_to=("piano",), adv_warmup_steps=0)
+    train_amortized(dataclasses.replace(cfg, device=device), data, _copy_run(s1, run))
+    assert load_checkpoint(run / "amortized.pt", kind="amortized")["step"] == 3
+    return seen[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_every_encoder_input_option_trains_on_cuda_as_on_cpu(tmp_path, monkeypatch):
+    """Stage 1 with rerendered targets, then stage 2 with rerenders (as inputs and detached
+    targets), cross renders, EQ and translations for the critic, on cuda: every draw is made on
+    the CPU, so the first step's terms match a CPU run's (TF32 convolutions aside)."""
+    data = _add_rerenders(_add_rerenders(write_dataset(tmp_path / "data"), every=1), every=1, split="cross")
+    cfg = tiny_cfg()
+    cfg = dataclasses.replace(cfg, device="cuda", latent=dataclasses.replace(cfg.latent, rerender_prob=0.5))
+    train_latent(cfg, data, tmp_path / "s1")
+    cpu = _first_terms(data, tmp_path / "s1", tmp_path / "cpu", "cpu", monkeypatch)
+    cuda = _first_terms(data, tmp_path / "s1", tmp_path / "cuda", "cuda", monkeypatch)
+    assert cuda == pytest.approx(cpu, rel=1e-2), (cpu, cuda)
