@@ -23,7 +23,10 @@ Session 13 added two sets with a vibrato on the bowed and blown test renders (ot
 above with `--seed 2 --test-vibrato 40`. Session 14 added two more with twice the passages,
 `runs/devml3` and `runs/devv3` (`--seed 3 --test-windows 64 --test-vibrato 40`), scored with
 `--max-clips 64` (the default scores the first 32). The content probe grows with the passages a
-set gives its classifier (v7 on devml3: 0.394 on 32, 0.470 on 64): compare it at equal sizes.
+set gives its classifier (v7 on devml3: 0.394 on 32, 0.470 on 64): compare it at equal sizes. It
+also moves with the training seed: v7's recipe trained with seed 1 scored 0.377 over the five
+unseen-bank sets against seed 0's 0.304 (session 15), while its LSD ratio moved by 0.007; judge a
+recipe's probe over two seeds, not one run's (docs/rules_q7.txt).
 
 It skips what needs the evaluator's instrument classifier (timbre) and the figures, so one model
 takes a minute or two on a laptop CPU. Its passages may come from pieces used in training (only
