@@ -199,7 +199,7 @@ def test_independent_targets_keep_the_target_bank_from_the_encoders(tmp_path, mo
     # every target is a rerender (x * 1.3 + 0.2); the encoders see it unless the flag is set,
     # then they see the clips themselves
     assert seen[False][1] is None
-    target, enc_in, _ = seen[True]
+    target, enc_in, _, _ = seen[True]
     assert enc_in is not None and torch.allclose(enc_in * 1.3 + 0.2, target, atol=0.05)
     assert not torch.allclose(enc_in, target, atol=0.05)
 
@@ -236,20 +236,23 @@ def test_detached_targets_train_the_generator_alone(tmp_path, monkeypatch):
     run = _copy_run(tmp_path / "s1", tmp_path / "s2")
     train_amortized(tiny_cfg(steps=2, rerender_prob=0.0, rerender_target_prob=1.0, rerender_target_detach=True),
                     data, run)  # fmt: skip
-    _, enc_in, mask = seen[0]
+    _, enc_in, mask, _ = seen[0]
     assert enc_in is None  # the encoders see the target, rerender or clip
     assert mask is not None and 0 < int(mask.sum()) < len(mask)  # every other clip has a rerender
 
 
 def _loss_spy(monkeypatch) -> list:
-    """Replace stage 2's loss with one that records (target, encoders' input, detach mask) per call."""
+    """Replace stage 2's loss with one that records, per call, (target, encoders' input, detach
+    mask, [reconstruction, content, class terms])."""
     import musiclord.train.amortized as am
 
     real, seen = am.amortized_loss, []
 
     def spy(*a, **kw):
-        seen.append((a[3].clone(), None if a[8] is None else a[8].clone(), kw.get("detach")))
-        return real(*a, **kw)
+        out = real(*a, **kw)
+        terms = [out[1]["total"].item(), out[2]["content"].item(), out[2]["class"].item()]
+        seen.append((a[3].clone(), None if a[8] is None else a[8].clone(), kw.get("detach"), terms))
+        return out
 
     monkeypatch.setattr(am, "amortized_loss", spy)
     return seen
@@ -258,21 +261,12 @@ def _loss_spy(monkeypatch) -> list:
 def _first_terms(data: Path, s1: Path, run: Path, device: str, monkeypatch) -> list[float]:
     """Stage 2 on `device` with every encoder-input option on; the first step's reconstruction,
     content and class terms (none of them depends on the critic's random gradient-penalty mix)."""
-    import musiclord.train.amortized as am
-
-    real, seen = am.amortized_loss, []
-
-    def spy(*a, **kw):
-        out = real(*a, **kw)
-        seen.append([out[1]["total"].item(), out[2]["content"].item(), out[2]["class"].item()])
-        return out
-
-    monkeypatch.setattr(am, "amortized_loss", spy)
+    seen = _loss_spy(monkeypatch)
     cfg = tiny_cfg(steps=3, rerender_prob=0.5, rerender_target_prob=0.5, rerender_target_detach=True, cross_prob=0.5,
                    timbre_eq_db=6.0, w_adv_translation=0.01, translation_to=("piano",), adv_warmup_steps=0)
     train_amortized(dataclasses.replace(cfg, device=device), data, _copy_run(s1, run))
     assert load_checkpoint(run / "amortized.pt", kind="amortized")["step"] == 3
-    return seen[0]
+    return seen[0][3]
 
 
 @pytest.mark.gpu
