@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import re
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from musiclord.train.common import (
 from musiclord.train.amortized_losses import TRANSLATION_SEED, amortized_loss, critic_update, translation_targets
 from musiclord.train.augment import EQ_SEED, random_eq
 from musiclord.train.config import TrainConfig
+from musiclord.train.ema import WeightEMA
 from musiclord.train.latent import LATENT_FILE, read_latent
 from musiclord.train.rerender import CROSS_SWAP_SEED, TARGET_SWAP_SEED, rerender_rows, swap_rerenders
 
@@ -145,6 +147,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     model.generator.load_state_dict(_generator_state(lat.generator_state, model.generator))
     model.class_embeddings.copy_(class_t)
     model.to(dev)
+    ema = WeightEMA(model, ac.ema_decay) if ac.ema_decay > 0 else None
     use_adv = ac.w_adv > 0
     class_dev = class_t.to(dev)  # the stage-1 embeddings: the targets of translations
     disc = build_discriminator(DiscriminatorConfig(channels=ac.disc_channels,
@@ -161,7 +164,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     guard = NonFiniteGuard(ac.max_nonfinite)
     ckpt = run_dir / AMORTIZED_FILE
     objects: dict[str, Any] = {"model": model, "disc": disc, "optimizer": opt, "optimizer_d": opt_d,
-                               "gp_rng": gp_gen, "guard": guard}
+                               "gp_rng": gp_gen, "guard": guard, **({"ema": ema} if ema else {})}
     best: dict[str, Any] = {"val": float("inf"), "step": -1, "state": None}
     step = 0
     if resume and ckpt.exists():
@@ -199,13 +202,17 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             save_state(ckpt, AMORTIZED_KIND, objects, at, config=to_dict(cfg), classes=classes, best=best,
                        data_dir=str(data_dir), latent_step=int(lat.step))
 
+    def averaged() -> Any:
+        return ema.applied(model) if ema else nullcontext()
+
     def validate(at: int) -> None:
         if val_x is None:
             return
-        val = val_loss(model, loss_fn, val_x, dev)
+        with averaged():  # with amortized.ema_decay, the averaged weights are validated and exported
+            val = val_loss(model, loss_fn, val_x, dev)
+            if val < best["val"]:
+                best.update(val=val, step=at, state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         tb.scalars({"val/rec": val}, at)
-        if val < best["val"]:
-            best.update(val=val, step=at, state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         log.debug("step %d: val rec %.4f (best %.4f at %d)", at, val, best["val"], best["step"])
 
     model.train()
@@ -265,6 +272,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             if ac.grad_clip > 0:
                 nn.utils.clip_grad_norm_(enc_params + gen_params, ac.grad_clip)
             opt.step()
+            if ema:
+                ema.update(model)
         step += 1
         bar.update()
         if step % ac.log_every == 0 or step == end:
@@ -295,8 +304,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         log.info("stage 2: %d steps in %.0f s (%.1f clips/s)", step - done0, elapsed,
                  (step - done0) * ac.batch_size / max(elapsed, 1e-9))
     if step >= total and env.is_main:
-        log_images(model, x, y, tb, step, len(classes))
-        export(model, best, cfg, run_dir, ds, val_x, loss_fn, dev, lat.step, step)
+        with averaged():
+            log_images(model, x, y, tb, step, len(classes))
+            export(model, best, cfg, run_dir, ds, val_x, loss_fn, dev, lat.step, step)
     tb.close()
 
 

@@ -64,6 +64,9 @@ class AmortizedConfig:
         timbre_eq_db: colour the encoders' input with a random smooth gain curve over the mel
             bands of up to this many dB (`augment.random_eq`; 0: off), so that they read notes
             rather than one bank's colour.
+        ema_decay: validate and export an exponential moving average of the encoders' and
+            generator's weights with this decay per step (`ema.WeightEMA`; 0: the weights as
+            trained), so that the exported model is not one noisy iterate of the adversarial run.
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).
@@ -96,6 +99,7 @@ class AmortizedConfig:
     rerender_target_detach: bool = False
     cross_prob: float = 0.0
     timbre_eq_db: float = 0.0
+    ema_decay: float = 0.0
     disc_channels: int = 16
     disc_conditional: bool = True
     grad_clip: float = 0.0
@@ -117,6 +121,8 @@ class AmortizedConfig:
             raise ConfigError("amortized.rerender_target_prob must be in [0, 1]")
         if not 0 <= self.cross_prob <= 1:
             raise ConfigError("amortized.cross_prob must be in [0, 1]")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError("amortized.ema_decay must be in [0, 1) (0: off)")
         if not 0 <= self.timbre_eq_db <= 24:
             raise ConfigError("amortized.timbre_eq_db must be in [0, 24] dB")
         if min(self.w_content, self.w_class, self.w_rec, self.w_adv, self.w_adv_translation, self.w_cycle,

@@ -1,0 +1,63 @@
+"""Exponential moving average of a model's weights (Polyak averaging, as StyleGAN's G_ema).
+
+Stage 2 fine-tunes the generator against a critic and trains the encoders from scratch; the
+last iterate of such a run wanders with the batches and the critic, and two draws of one
+recipe differ more on the development sets than the change a rule is meant to detect
+(docs/results.md, ablation 48). The average of the recent iterates is what validation, the
+best-on-val choice and the exported model then use (`amortized.ema_decay`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class WeightEMA:
+    """Shadow copies of a module's floating-point parameters and buffers.
+
+    shadow <- d * shadow + (1 - d) * weight after every update, with d = min(decay, (1 + n) / (10 + n))
+    after n updates, so that the first steps are not frozen towards the initial weights.
+    """
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        """Move the shadow weights towards the module's current ones."""
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in module.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].lerp_(v.detach(), 1.0 - d)
+        self.updates += 1
+
+    @contextmanager
+    def applied(self, module: nn.Module) -> Iterator[nn.Module]:
+        """Run the body with the module holding the averaged weights; its own come back after."""
+        own = {k: v.detach().clone() for k, v in module.state_dict().items() if k in self.shadow}
+        module.load_state_dict(self.shadow, strict=False)
+        try:
+            yield module
+        finally:
+            module.load_state_dict(own, strict=False)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        shadow = state["shadow"]
+        if not isinstance(shadow, dict) or set(shadow) != set(self.shadow):
+            raise KeyError("the saved EMA weights do not fit this model")
+        for k, v in shadow.items():
+            if v.shape != self.shadow[k].shape:
+                raise ValueError(f"saved EMA weight {k} has shape {tuple(v.shape)}, expected {tuple(self.shadow[k].shape)}")
+            self.shadow[k].copy_(v)
+        self.updates = int(state["updates"])  # type: ignore[arg-type]

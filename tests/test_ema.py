@@ -1,0 +1,87 @@
+"""The weight average of stage 2 (`amortized.ema_decay`): the update rule, and what a run exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from musiclord.checkpoint import load_checkpoint
+from musiclord.errors import ConfigError
+from musiclord.models import load_model
+from musiclord.train.amortized import train_amortized
+from musiclord.train.amortized_config import AmortizedConfig
+from musiclord.train.ema import WeightEMA
+from musiclord.train.latent import train_latent
+
+from test_amortized import _copy_run, tiny_cfg, write_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_shadow_follows_the_update_rule_and_is_swapped_in_and_out():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = WeightEMA(net, decay=0.5)
+    w0 = net[0].weight.detach().clone()
+    history = [w0]
+    for _ in range(3):
+        with torch.no_grad():
+            net[0].weight.add_(torch.randn_like(net[0].weight))
+        history.append(net[0].weight.detach().clone())
+        ema.update(net)
+    expect = w0
+    for n, w in enumerate(history[1:]):
+        d = min(0.5, (1 + n) / (10 + n))
+        expect = d * expect + (1 - d) * w
+    torch.testing.assert_close(ema.shadow["0.weight"], expect)
+    assert "1.num_batches_tracked" not in ema.shadow  # integer buffers are not averaged
+    own = net[0].weight.detach().clone()
+    with ema.applied(net):
+        torch.testing.assert_close(net[0].weight, expect)
+    assert torch.equal(net[0].weight, own)
+
+
+def test_state_round_trips_and_a_foreign_state_is_refused():
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    ema = WeightEMA(a, 0.9)
+    ema.update(a)
+    other = WeightEMA(b, 0.9)
+    other.load_state_dict(ema.state_dict())
+    assert other.updates == 1 and torch.equal(other.shadow["weight"], ema.shadow["weight"])
+    with pytest.raises(KeyError):
+        WeightEMA(nn.Linear(3, 2, bias=False), 0.9).load_state_dict(ema.state_dict())
+    with pytest.raises(ValueError):
+        WeightEMA(nn.Linear(4, 2), 0.9).load_state_dict(ema.state_dict())
+    with pytest.raises(ConfigError):
+        AmortizedConfig(ema_decay=1.0)
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("ema")
+    data = write_dataset(root / "data", per_class=4, val_per_class=1)
+    train_latent(tiny_cfg(), data, root / "run")
+    return data, root / "run"
+
+
+def test_run_exports_the_averaged_weights_and_resumes_them(stage1, tmp_path):
+    data, src = stage1
+    cfg = tiny_cfg(steps=6, w_adv=0.1, gp_every=2, val_every=0, checkpoint_every=0, ema_decay=0.8)
+    a = _copy_run(src, tmp_path / "a")
+    train_amortized(cfg, data, a)
+    ck = load_checkpoint(a / "amortized.pt", kind="amortized")["state"]
+    shadow, raw = ck["ema"]["shadow"], ck["model"]
+    assert ck["ema"]["updates"] == 6
+    exported = load_model(a)[0].state_dict()
+    gen = [k for k in shadow if k.startswith("generator.")]
+    assert gen and all(torch.equal(exported[k], shadow[k]) for k in gen)
+    assert any(not torch.equal(shadow[k], raw[k]) for k in gen)  # the average is not the last iterate
+    b = _copy_run(src, tmp_path / "b")  # killed after 4 steps, resumed: the same average
+    train_amortized(cfg, data, b, stop_after=4)
+    train_amortized(cfg, data, b, resume=True)
+    resumed = load_checkpoint(b / "amortized.pt", kind="amortized")["state"]["ema"]["shadow"]
+    for k in gen:
+        torch.testing.assert_close(resumed[k], shadow[k], rtol=1e-5, atol=1e-6, msg=k)
