@@ -66,7 +66,9 @@ class AmortizedConfig:
             rather than one bank's colour.
         ema_decay: validate and export an exponential moving average of the encoders' and
             generator's weights with this decay per step (`ema.WeightEMA`; 0: the weights as
-            trained), so that the exported model is not one noisy iterate of the adversarial run.
+            trained), so that the exported model is not one noisy iterate of the adversarial run
+            (ablation 51 of docs/results.md: 0.998 lowers the Merlin dev ratio by 0.005 on v7's own
+            trajectory, short of its rule's margin, so no preset uses it yet).
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).
