@@ -21,7 +21,7 @@ from musiclord.checkpoint import load_checkpoint
 from musiclord.config import load_config
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel
-from musiclord.train.amortized import AMORTIZED_KIND, export
+from musiclord.train.amortized import AMORTIZED_KIND, export, val_mels
 from musiclord.train.common import open_dataset
 from musiclord.train.config import TrainConfig
 
@@ -32,8 +32,7 @@ def main(run: Path, data: Path, out: Path) -> None:
     ds = open_dataset(data)
     model = LordModel(cfg.model, list(ds.classes))
     model.load_state_dict(ck["state"]["model"])
-    val = ds.select(split="val")
-    val_x = ds.mel_tensor(val[: cfg.amortized.val_clips] if cfg.amortized.val_clips > 0 else val) if val else None
+    val_x = val_mels(ds, cfg.amortized.val_clips)
     dev = torch.device("cpu")
     out.mkdir(parents=True, exist_ok=True)
     export(model, {"state": None, "step": ck["step"]}, cfg, out, ds, val_x, ReconstructionLoss.from_config(cfg.loss, dev),

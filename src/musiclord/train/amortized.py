@@ -177,10 +177,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         best = dict(obj.get("best", best))
         if env.is_main:
             log.info("resumed %s at step %d of %d", ckpt, step, total)
-    val_recs = ds.select(split="val")
-    if ac.val_clips > 0:
-        val_recs = val_recs[: ac.val_clips]
-    val_x = ds.mel_tensor(val_recs) if val_recs else None
+    val_x = val_mels(ds, ac.val_clips)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -308,6 +305,13 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             log_images(model, x, y, tb, step, len(classes))
             export(model, best, cfg, run_dir, ds, val_x, loss_fn, dev, lat.step, step)
     tb.close()
+
+
+def val_mels(ds: Any, val_clips: int) -> torch.Tensor | None:
+    """The val clips (B, M, T) a stage-2 run validates on: the first `val_clips` (0: all); None without any."""
+    recs = ds.select(split="val")
+    recs = recs[:val_clips] if val_clips > 0 else recs
+    return ds.mel_tensor(recs) if recs else None
 
 
 @torch.no_grad()
