@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.bench_translate import build_model, write_recording

@@ -4,7 +4,7 @@
 
 With `amortized.ema_decay` a run validates and exports the moving average of its weights; its
 RUN/amortized.pt still holds the weights as trained. This writes those as OUT/model.pt through
-the run's own export (`train.amortized.export`: the per-instrument embeddings chosen on val),
+the run's own export (`train.amortized_export.export`: the per-instrument embeddings chosen on val),
 with RUN's config.yaml beside it, so that the average and the raw weights of one trajectory can
 be scored side by side (`scripts/dev_eval.py`; docs/results.md, ablation 51). DATA is the
 dataset the run was trained on.
@@ -21,7 +21,8 @@ from musiclord.checkpoint import load_checkpoint
 from musiclord.config import load_config
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel
-from musiclord.train.amortized import AMORTIZED_KIND, export, val_mels
+from musiclord.train.amortized import AMORTIZED_KIND
+from musiclord.train.amortized_export import export, val_mels
 from musiclord.train.common import open_dataset
 from musiclord.train.config import TrainConfig
 

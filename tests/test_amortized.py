@@ -12,15 +12,12 @@ import torch
 
 from musiclord.checkpoint import load_checkpoint
 from musiclord.errors import CheckpointError, ConfigError
-from musiclord.losses import ReconstructionLoss
 from musiclord.models import load_model
-from musiclord.models.lord import LordModel
 from musiclord.models.discriminator import (
     Discriminator, DiscriminatorConfig, critic_loss, generator_loss, gradient_penalty,
 )
 from musiclord.train.amortized import train_amortized
 from musiclord.train.amortized_config import AMORTIZED_PRESETS, AmortizedConfig
-from musiclord.train.amortized_losses import amortized_loss
 from musiclord.train.config import PRESETS, TrainConfig
 from musiclord.train.latent import read_latent, train_latent
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from musiclord.checkpoint import load_checkpoint
-from musiclord.errors import ConfigError
+from musiclord.errors import CheckpointError, ConfigError
 from musiclord.models import load_model
 from musiclord.train.amortized import train_amortized
 from musiclord.train.amortized_config import AmortizedConfig
@@ -85,3 +85,18 @@ def test_run_exports_the_averaged_weights_and_resumes_them(stage1, tmp_path):
     resumed = load_checkpoint(b / "amortized.pt", kind="amortized")["state"]["ema"]["shadow"]
     for k in gen:
         torch.testing.assert_close(resumed[k], shadow[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_resume_refuses_a_checkpoint_written_with_another_average_setting(stage1, tmp_path):
+    """A run stopped with the average and resumed without it (or the other way round) is refused,
+    so that no average silently starts again mid-run or is silently dropped."""
+    data, src = stage1
+    base = dict(steps=6, w_adv=0.0, val_every=0, checkpoint_every=0)
+    with_avg, without = tiny_cfg(**base, ema_decay=0.8), tiny_cfg(**base)
+    for first, then, said in ((with_avg, without, "ema_decay=0.8"), (without, with_avg, "ema_decay=0.0")):
+        run = _copy_run(src, tmp_path / said)
+        train_amortized(first, data, run, stop_after=3)
+        before = (run / "amortized.pt").read_bytes()
+        with pytest.raises(CheckpointError, match=said):
+            train_amortized(then, data, run, resume=True)
+        assert (run / "amortized.pt").read_bytes() == before  # the checkpoint is kept as it was

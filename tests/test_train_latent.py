@@ -14,7 +14,7 @@ from musiclord.config import apply_overrides
 from musiclord.errors import CheckpointError, ConfigError
 from musiclord.train.common import TrainingError
 from musiclord.train.config import PRESETS, TrainConfig, resolve_config
-from musiclord.train.latent import read_latent, train_latent
+from musiclord.train.latent import train_latent
 
 CLASSES = ["piano", "violin", "cello", "flute"]
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from musiclord.checkpoint import load_checkpoint, save_checkpoint
 from musiclord.config import from_dict, to_dict
 from musiclord.errors import CheckpointError

@@ -32,7 +32,7 @@ from torch import nn
 from musiclord.config import save_config, to_dict
 from musiclord.errors import CheckpointError, ConfigError, DataError
 from musiclord.losses import ReconstructionLoss
-from musiclord.models import LordModel, save_model
+from musiclord.models import LordModel
 from musiclord.models.generator import normalise_content
 from musiclord.models.discriminator import DiscriminatorConfig, build_discriminator
 from musiclord.train.common import (
@@ -40,10 +40,11 @@ from musiclord.train.common import (
     init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
     set_threads,
 )
+from musiclord.train.amortized_export import export, log_images, val_loss, val_mels
 from musiclord.train.amortized_losses import TRANSLATION_SEED, amortized_loss, critic_update, translation_targets
 from musiclord.train.augment import EQ_SEED, random_eq
 from musiclord.train.config import TrainConfig
-from musiclord.train.ema import WeightEMA
+from musiclord.train.ema import WeightEMA, load_average
 from musiclord.train.latent import LATENT_FILE, read_latent
 from musiclord.train.rerender import CROSS_SWAP_SEED, TARGET_SWAP_SEED, rerender_rows, swap_rerenders
 
@@ -168,7 +169,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     best: dict[str, Any] = {"val": float("inf"), "step": -1, "state": None}
     step = 0
     if resume and ckpt.exists():
-        obj = load_state(ckpt, AMORTIZED_KIND, objects, map_location=dev)
+        obj = load_state(ckpt, AMORTIZED_KIND, {k: v for k, v in objects.items() if k != "ema"}, map_location=dev)
+        load_average(ckpt, obj, ema)
         if obj.get("latent_step") not in (None, lat.step):  # stage 1 went on after stage 2 began
             raise CheckpointError(
                 f"{ckpt} was trained on the stage-1 codes of step {obj['latent_step']}, but stage 1 is now at step "
@@ -305,104 +307,3 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
             log_images(model, x, y, tb, step, len(classes))
             export(model, best, cfg, run_dir, ds, val_x, loss_fn, dev, lat.step, step)
     tb.close()
-
-
-def val_mels(ds: Any, val_clips: int) -> torch.Tensor | None:
-    """The val clips (B, M, T) a stage-2 run validates on: the first `val_clips` (0: all); None without any."""
-    recs = ds.select(split="val")
-    recs = recs[:val_clips] if val_clips > 0 else recs
-    return ds.mel_tensor(recs) if recs else None
-
-
-@torch.no_grad()
-def val_loss(model: LordModel, loss_fn: ReconstructionLoss, val_x: torch.Tensor, dev: torch.device,
-             batch_size: int = 64, class_emb: torch.Tensor | None = None) -> float:
-    """Mean reconstruction loss ("total") of G(E_c(x), E_y(x)) over val clips (B, M, T).
-
-    class_emb (B, E), when given, replaces E_y(x) (e.g. the learned embedding of each clip's class).
-    """
-    was = model.training
-    model.eval()
-    tot, n = 0.0, 0
-    for i in range(0, len(val_x), batch_size):
-        x = val_x[i:i + batch_size].to(dev)
-        e = model.encode_class(x) if class_emb is None else class_emb[i:i + batch_size].to(dev)
-        tot += float(loss_fn(model.decode(model.encode_content(x), e), x)["total"]) * len(x)
-        n += len(x)
-    model.train(was)
-    return tot / max(n, 1)
-
-
-@torch.no_grad()
-def log_images(model: LordModel, x: torch.Tensor, y: torch.Tensor, tb: TBWriter, step: int, n_classes: int) -> None:
-    """Inputs, reconstructions and a translation grid (first clip of each class x every class)."""
-    if tb.writer is None:
-        return
-    was = model.training
-    model.eval()
-    pick = [int((y == k).nonzero()[0]) for k in range(n_classes) if (y == k).any()][:4]
-    src = x[pick]
-    content = model.encode_content(src)
-    tb.spectrograms("amortized/input", src, step, nrow=len(pick))
-    tb.spectrograms("amortized/reconstruction", model.decode(content, model.encode_class(src)), step, nrow=len(pick))
-    emb = model.class_embeddings
-    grid = model.decode(content.repeat_interleave(n_classes, 0), emb.repeat(len(pick), 1))
-    tb.spectrograms("amortized/translation", grid, step, nrow=n_classes)
-    model.train(was)
-
-
-def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Path, ds: Any,
-           val_x: torch.Tensor | None, loss_fn: ReconstructionLoss, dev: torch.device,
-           latent_steps: int, steps: int) -> None:
-    """Write RUN_DIR/model.pt from the best-on-val weights.
-
-    The per-instrument embedding used by `--to` is chosen on val between (a) the stage-1
-    embedding, the target the class encoder regressed to and what G was trained on, and (b) the
-    class encoder's mean over the instrument's val clips, what the fine-tuned G saw in stage 2;
-    (a) wins ties, (b) only if it reconstructs the val clips better.
-    """
-    out = LordModel(model.cfg, model.classes)
-    out.load_state_dict(best["state"] if best.get("state") is not None else model.state_dict())
-    out.to(dev)
-    choice, val_stage1, val_mean = "stage1", None, None
-    if val_x is not None:
-        recs = ds.select(split="val")[: len(val_x)]
-        y = torch.tensor([r.label for r in recs])
-        val_stage1 = val_loss(out, loss_fn, val_x, dev, class_emb=out.class_embeddings.cpu()[y])
-        with torch.no_grad():
-            out.eval()
-            codes = torch.cat([out.encode_class(val_x[i:i + 64].to(dev)).cpu() for i in range(0, len(val_x), 64)])
-        means = out.class_embeddings.detach().cpu().clone()
-        for k in range(len(out.classes)):
-            if (y == k).any():
-                means[k] = codes[y == k].mean(0)
-        val_mean = val_loss(out, loss_fn, val_x, dev, class_emb=means[y])
-        if val_mean < val_stage1:
-            choice = "encoder_mean"
-            out.class_embeddings.copy_(means.to(dev))
-    meta = {
-        "stage": "amortized",
-        "adversarial": cfg.amortized.w_adv > 0,
-        "w_adv": cfg.amortized.w_adv,
-        "w_adv_translation": cfg.amortized.w_adv_translation,
-        "w_cycle": cfg.amortized.w_cycle,
-        "translation_to": list(cfg.amortized.translation_to),
-        "latent_steps": int(latent_steps),
-        "amortized_steps": int(steps),
-        "best_step": int(best.get("step", steps)),
-        "val_rec": None if best.get("val") in (None, float("inf")) else float(best["val"]),
-        "class_embeddings": choice,
-        "val_rec_stage1_embeddings": val_stage1,
-        "val_rec_encoder_mean_embeddings": val_mean,
-        "classes": list(model.classes),
-    }
-    save_model(out.cpu(), run_dir / "model.pt", ds.mel_config, meta=meta)
-    log.info("wrote %s (stage 2, best val step %s, class embeddings: %s)", run_dir / "model.pt",
-             meta["best_step"], choice)
-
-
-def load_amortized_config(run_dir: str | Path) -> dict[str, Any]:
-    """The config dict stored in RUN_DIR/amortized.pt (for inspection)."""
-    from musiclord.checkpoint import load_checkpoint
-
-    return dict(load_checkpoint(Path(run_dir) / AMORTIZED_FILE, kind=AMORTIZED_KIND)["config"])

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+from musiclord.errors import CheckpointError
 
 
 class WeightEMA:
@@ -61,3 +65,23 @@ class WeightEMA:
                 raise ValueError(f"saved EMA weight {k} has shape {tuple(v.shape)}, expected {tuple(self.shadow[k].shape)}")
             self.shadow[k].copy_(v)
         self.updates = int(state["updates"])  # type: ignore[arg-type]
+
+
+def load_average(path: Path, saved: dict[str, Any], ema: WeightEMA | None) -> None:
+    """Restore a resumed run's average from its checkpoint dict `saved` (in place).
+
+    Raises:
+        CheckpointError: the checkpoint was written with the average and the run now has none,
+            or the other way round (an average that starts again mid-run would not be the one the
+            rules of docs/results.md judged), or its average does not fit the model.
+    """
+    state = saved.get("state", {}).get("ema")
+    if (state is None) != (ema is None):
+        was = saved.get("config", {}).get("amortized", {}).get("ema_decay", 0.0)
+        raise CheckpointError(f"{path} was trained with amortized.ema_decay={was}: resume with that value, "
+                              "or delete it to train stage 2 afresh")
+    if ema is not None:
+        try:
+            ema.load_state_dict(state)
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: its weight average does not fit this model ({str(e)[:120]})") from None

@@ -258,7 +258,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     if env.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     tb = TBWriter(run_dir / "tb", env)
-    labels_dev, rows_dev = labels.to(dev), rows
+    labels_dev = labels.to(dev)
     shape = (it.batch_size, cfg.model.content_dim, cfg.model.content_frames)
     end = total if stop_after is None else min(total, stop_after)
     bar = progress(total, env, "stage 1", initial=step)
