@@ -136,6 +136,10 @@ def test_amortized_config_validates_and_presets_exist():
         AmortizedConfig(n_critic=0)
     with pytest.raises(ConfigError):
         AmortizedConfig(w_adv=-1.0)
+    for flag in ("rerender_target_independent", "rerender_target_detach"):  # no effect without rerender targets
+        with pytest.raises(ConfigError, match="rerender_target_prob > 0"):
+            AmortizedConfig(**{flag: True})
+        AmortizedConfig(rerender_target_prob=0.5, **{flag: True})
 
 
 # ------------------------------------------------------------------------------ training

@@ -121,6 +121,9 @@ class AmortizedConfig:
             raise ConfigError("amortized.rerender_prob must be in [0, 1]")
         if not 0 <= self.rerender_target_prob <= 1:
             raise ConfigError("amortized.rerender_target_prob must be in [0, 1]")
+        if (self.rerender_target_independent or self.rerender_target_detach) and self.rerender_target_prob == 0:
+            raise ConfigError("amortized.rerender_target_independent and rerender_target_detach act only on rerender "
+                              "targets: set amortized.rerender_target_prob > 0")
         if not 0 <= self.cross_prob <= 1:
             raise ConfigError("amortized.cross_prob must be in [0, 1]")
         if not 0 <= self.ema_decay < 1:
