@@ -159,5 +159,9 @@ def test_cli_writes_a_report_and_reuses_the_cached_classifier(tmp_path: Path, ca
     assert "LSD ratio" in out and "report:" in out
     metrics = json.loads((tmp_path / "rep/metrics.json").read_text())
     assert metrics["timbre_classifier"]["cached"] is False and metrics["pitch_passages"] == 0
-    assert main([*argv, "--force"]) == 0
-    assert json.loads((tmp_path / "rep/metrics.json").read_text())["timbre_classifier"]["cached"] is True
+    assert metrics["models"]["run"]["translate"]["refine_steps"] == 0
+    assert main([*argv, "--force", "--refine-steps", "2"]) == 0  # inference settings reach the translator
+    metrics = json.loads((tmp_path / "rep/metrics.json").read_text())
+    assert metrics["timbre_classifier"]["cached"] is True and metrics["models"]["run"]["translate"]["refine_steps"] == 2
+    assert "refined after the encoder: run 2 steps" in capsys.readouterr().out
+    assert main([*argv, "--force", "--refine-steps", "-1"]) == 2

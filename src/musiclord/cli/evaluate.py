@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gl-iters", type=int, default=None, help="Griffin-Lim iterations of every inversion (default 64)")
     p.add_argument("--timbre-steps", type=int, default=None,
                    help="training steps of the evaluator's instrument classifier (default 240)")
+    p.add_argument("--latent-steps", type=int, default=None,
+                   help="code-fitting steps per window for a stage-1-only model (default 200, as translate)")
+    p.add_argument("--refine-steps", type=int, default=None,
+                   help="refine each window's content code by this many steps after the encoder, as translate "
+                   "--refine-steps (default 0: off; slower)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=0, help="passage selection and classifier seed")
     p.add_argument("--force", action="store_true", help="write into an existing report directory")
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from musiclord.errors import MusiclordError
     from musiclord.evaluate import EvalOptions, evaluate, load_translator, summary_table
+    from musiclord.translate import TranslateConfig
 
     names = list(args.name)
     if len(names) > len(args.model):
@@ -71,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
             raise MusiclordError("--timbre-steps must be positive")
         changes["timbre"] = dataclasses.replace(opts.timbre, steps=args.timbre_steps)
     opts = dataclasses.replace(opts, **changes)
-    models = [(n, load_translator(m, device=device)) for n, m in zip(names, args.model)]
+    inference = {k: getattr(args, k) for k in ("latent_steps", "refine_steps") if getattr(args, k) is not None}
+    if any(v < 0 for v in inference.values()):
+        raise MusiclordError("--latent-steps and --refine-steps must be >= 0")
+    cfg = TranslateConfig(gl_iters=opts.gl_iters, **inference)
+    models = [(n, load_translator(m, device=device, cfg=cfg)) for n, m in zip(names, args.model)]
     metrics = evaluate(models, args.data, args.out, opts)
     print(summary_table(metrics))
     print(f"report: {(args.out / 'index.html').resolve()}")

@@ -17,7 +17,7 @@ import torch
 from musiclord.audio import MelConfig
 from musiclord.data import Dataset
 from musiclord.errors import MusiclordError
-from musiclord.translate import Translator
+from musiclord.translate import TranslateConfig, Translator
 
 
 class TranslatorLike(Protocol):
@@ -71,10 +71,10 @@ class _MiniTranslator:
         return self.model.encode_class(mel)
 
 
-def load_translator(run_dir: str | Path, device: str = "cpu") -> TranslatorLike:
-    """`musiclord.translate.Translator.from_checkpoint(run_dir, device=device)`.
+def load_translator(run_dir: str | Path, device: str = "cpu", cfg: TranslateConfig = TranslateConfig()) -> TranslatorLike:
+    """`musiclord.translate.Translator.from_checkpoint(run_dir, device=device, cfg=cfg)`.
 
     Raises:
         CheckpointError: no usable model there.
     """
-    return Translator.from_checkpoint(run_dir, device=device)
+    return Translator.from_checkpoint(run_dir, device=device, cfg=cfg)

@@ -76,6 +76,10 @@ def summary_table(metrics: dict[str, Any]) -> str:
         f"{len(metrics['baselines'])} pairs x {n} paired test passages "
         f"(pitch: {metrics['pitch_passages']} per pair), audio after Griffin-Lim ({metrics['options']['gl_iters']} it.)"
     )
+    refined = {n: m["translate"]["refine_steps"] for n, m in metrics["models"].items()
+               if (m.get("translate") or {}).get("refine_steps")}
+    if refined:
+        head += "; content codes refined after the encoder: " + ", ".join(f"{n} {s} steps" for n, s in refined.items())
     return head + "\n" + _text_table(header, rows)
 
 

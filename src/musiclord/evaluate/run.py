@@ -170,6 +170,14 @@ def _baselines(gt: _GroundTruth, classes: list[str], net: Any, cfg: MelConfig) -
 
 
 @torch.no_grad()
+def _inference_settings(tr: TranslatorLike) -> dict[str, Any] | None:
+    """The translator's settings that change its codes (recorded with its metrics), or None for a bare model."""
+    cfg = getattr(tr, "cfg", None)
+    if not dataclasses.is_dataclass(cfg):
+        return None
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k.startswith(("latent_", "refine_"))}
+
+
 def _translate_all(tr: TranslatorLike, gt: _GroundTruth, classes: list[str], pairs: list[tuple[int, int]], opts: EvalOptions) -> tuple[torch.Tensor, np.ndarray]:
     """Every pair's translations of every passage: mels (P, C, M, T) and waves (P, C, N)."""
     mels = []
@@ -326,6 +334,7 @@ def evaluate(
         probes = _probes(tr, ds, classes, order[: opts.probe_clips], opts, out / "figures", tag)
         metrics["models"][name] = {
             "meta": {k: v for k, v in dict(tr.meta).items() if isinstance(v, (str, int, float, bool)) or v is None},
+            "translate": _inference_settings(tr),
             "summary": {**_summary(per_pair, base, probes), **intervals},
             "per_pair": per_pair,
             "probes": probes,
