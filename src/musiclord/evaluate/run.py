@@ -169,7 +169,6 @@ def _baselines(gt: _GroundTruth, classes: list[str], net: Any, cfg: MelConfig) -
     return out
 
 
-@torch.no_grad()
 def _inference_settings(tr: TranslatorLike) -> dict[str, Any] | None:
     """The translator's settings that change its codes (recorded with its metrics), or None for a bare model."""
     cfg = getattr(tr, "cfg", None)
@@ -178,6 +177,7 @@ def _inference_settings(tr: TranslatorLike) -> dict[str, Any] | None:
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k.startswith(("latent_", "refine_"))}
 
 
+@torch.no_grad()
 def _translate_all(tr: TranslatorLike, gt: _GroundTruth, classes: list[str], pairs: list[tuple[int, int]], opts: EvalOptions) -> tuple[torch.Tensor, np.ndarray]:
     """Every pair's translations of every passage: mels (P, C, M, T) and waves (P, C, N)."""
     mels = []
