@@ -21,22 +21,23 @@ from test_amortized import _copy_run, tiny_cfg, write_dataset
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_shadow_follows_the_update_rule_and_is_swapped_in_and_out():
+def test_average_weights_the_iterates_by_the_configured_decay_and_is_swapped_in_and_out():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
-    ema = WeightEMA(net, decay=0.5)
-    w0 = net[0].weight.detach().clone()
-    history = [w0]
-    for _ in range(3):
+    ema = WeightEMA(net, decay=0.9)
+    start = net[0].weight.detach().clone()
+    with ema.applied(net):  # nothing averaged yet: the module keeps its own weights (not the zero sum)
+        assert torch.equal(net[0].weight, start)
+    history = []
+    for _ in range(4):
         with torch.no_grad():
             net[0].weight.add_(torch.randn_like(net[0].weight))
         history.append(net[0].weight.detach().clone())
         ema.update(net)
-    expect = w0
-    for n, w in enumerate(history[1:]):
-        d = min(0.5, (1 + n) / (10 + n))
-        expect = d * expect + (1 - d) * w
-    torch.testing.assert_close(ema.shadow["0.weight"], expect)
+    # by hand: iterate k of n weighted by 0.9^(n-k), normalised; the starting weights take no part
+    w = torch.tensor([0.9 ** (len(history) - 1 - k) for k in range(len(history))])
+    expect = sum(wk * h for wk, h in zip(w, history)) / w.sum()
+    torch.testing.assert_close(ema.average()["0.weight"], expect)
     assert "1.num_batches_tracked" not in ema.shadow  # integer buffers are not averaged
     own = net[0].weight.detach().clone()
     with ema.applied(net):
@@ -55,6 +56,10 @@ def test_state_round_trips_and_a_foreign_state_is_refused():
         WeightEMA(nn.Linear(3, 2, bias=False), 0.9).load_state_dict(ema.state_dict())
     with pytest.raises(ValueError):
         WeightEMA(nn.Linear(4, 2), 0.9).load_state_dict(ema.state_dict())
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(nn.Linear(3, 2), 0.99).load_state_dict(ema.state_dict())
+    with pytest.raises(ValueError, match="earlier musiclord"):  # the capped average of sessions 16-17
+        WeightEMA(nn.Linear(3, 2), 0.9).load_state_dict({k: v for k, v in ema.state_dict().items() if k != "scheme"})
     with pytest.raises(ConfigError):
         AmortizedConfig(ema_decay=1.0)
 
@@ -77,8 +82,9 @@ def test_run_exports_the_averaged_weights_and_resumes_them(stage1, tmp_path):
     assert ck["ema"]["updates"] == 6
     exported = load_model(a)[0].state_dict()
     gen = [k for k in shadow if k.startswith("generator.")]
-    assert gen and all(torch.equal(exported[k], shadow[k]) for k in gen)
-    assert any(not torch.equal(shadow[k], raw[k]) for k in gen)  # the average is not the last iterate
+    average = {k: v / (1 - 0.8 ** 6) for k, v in shadow.items()}  # bias-corrected, 6 updates
+    assert gen and all(torch.allclose(exported[k], average[k]) for k in gen)
+    assert any(not torch.allclose(average[k], raw[k]) for k in gen)  # the average is not the last iterate
     b = _copy_run(src, tmp_path / "b")  # killed after 4 steps, resumed: the same average
     train_amortized(cfg, data, b, stop_after=4)
     train_amortized(cfg, data, b, resume=True)

@@ -65,10 +65,12 @@ class AmortizedConfig:
             bands of up to this many dB (`augment.random_eq`; 0: off), so that they read notes
             rather than one bank's colour.
         ema_decay: validate and export an exponential moving average of the encoders' and
-            generator's weights with this decay per step (`ema.WeightEMA`; 0: the weights as
-            trained), so that the exported model is not one noisy iterate of the adversarial run
-            (ablation 51 of docs/results.md: 0.998 lowers the Merlin dev ratio by 0.005 on v7's own
-            trajectory, short of its rule's margin, so no preset uses it yet).
+            generator's weights with this decay per step (`ema.WeightEMA`, bias-corrected: a window
+            of about 1 / (1 - decay) steps; 0: the weights as trained), so that the exported model
+            is not one noisy iterate of the adversarial run. No preset uses it: ablations 51-53 of
+            docs/results.md measured an earlier average whose warm-up capped the decay at
+            (1 + n) / (10 + n) (a window of about n / 9 steps), which lowered the Merlin dev ratio by
+            0.005 on v7's trajectory and by nothing on g8's; the fixed average is not yet measured.
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).

@@ -20,11 +20,16 @@ from torch import nn
 from musiclord.errors import CheckpointError
 
 
-class WeightEMA:
-    """Shadow copies of a module's floating-point parameters and buffers.
+SCHEME = "bias_corrected"  # sessions 16-17 used min(decay, (1 + n) / (10 + n)), which capped the decay (ablation 53)
 
-    shadow <- d * shadow + (1 - d) * weight after every update, with d = min(decay, (1 + n) / (10 + n))
-    after n updates, so that the first steps are not frozen towards the initial weights.
+
+class WeightEMA:
+    """An exponential moving average of a module's floating-point parameters and buffers.
+
+    After n updates with weights w_1..w_n the average is sum_k d^(n-k) (1 - d) w_k / (1 - d^n):
+    every iterate weighted by d^(n-k) (a window of about 1 / (1 - d) steps), bias-corrected as
+    Adam's moments are, so that it holds no part of the starting weights and the configured decay
+    applies from the first step. `shadow` keeps the uncorrected sum.
     """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
@@ -32,31 +37,46 @@ class WeightEMA:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.updates = 0
-        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+        self.shadow = {k: torch.zeros_like(v) for k, v in module.state_dict().items() if v.is_floating_point()}
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
-        """Move the shadow weights towards the module's current ones."""
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        """Add the module's current weights to the average."""
         for k, v in module.state_dict().items():
             if k in self.shadow:
-                self.shadow[k].lerp_(v.detach(), 1.0 - d)
+                self.shadow[k].lerp_(v.detach(), 1.0 - self.decay)
         self.updates += 1
+
+    def average(self) -> dict[str, torch.Tensor]:
+        """The averaged weights (only the averaged entries of the module's state dict)."""
+        if self.updates == 0:
+            raise ValueError("no update has been averaged yet")
+        scale = 1.0 - self.decay ** self.updates
+        return {k: v / scale for k, v in self.shadow.items()}
 
     @contextmanager
     def applied(self, module: nn.Module) -> Iterator[nn.Module]:
-        """Run the body with the module holding the averaged weights; its own come back after."""
+        """Run the body with the module holding the averaged weights (its own when nothing was
+        averaged yet); its own come back after."""
+        if self.updates == 0:
+            yield module
+            return
         own = {k: v.detach().clone() for k, v in module.state_dict().items() if k in self.shadow}
-        module.load_state_dict(self.shadow, strict=False)
+        module.load_state_dict(self.average(), strict=False)
         try:
             yield module
         finally:
             module.load_state_dict(own, strict=False)
 
     def state_dict(self) -> dict[str, object]:
-        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+        return {"scheme": SCHEME, "decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
+        if state.get("scheme") != SCHEME:
+            raise ValueError("the saved average was kept by an earlier musiclord whose decay was capped by a warm-up; "
+                             "it cannot be continued")
+        if float(state["decay"]) != self.decay:  # type: ignore[arg-type]
+            raise ValueError(f"the saved average has decay {state['decay']}, this run {self.decay}")
         shadow = state["shadow"]
         if not isinstance(shadow, dict) or set(shadow) != set(self.shadow):
             raise KeyError("the saved EMA weights do not fit this model")
@@ -84,4 +104,4 @@ def load_average(path: Path, saved: dict[str, Any], ema: WeightEMA | None) -> No
         try:
             ema.load_state_dict(state)
         except (KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"{path}: its weight average does not fit this model ({str(e)[:120]})") from None
+            raise CheckpointError(f"{path}: its weight average cannot be continued ({str(e)[:160]})") from None
