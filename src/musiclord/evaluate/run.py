@@ -170,11 +170,13 @@ def _baselines(gt: _GroundTruth, classes: list[str], net: Any, cfg: MelConfig) -
 
 
 def _inference_settings(tr: TranslatorLike) -> dict[str, Any] | None:
-    """The translator's settings that change its codes (recorded with its metrics), or None for a bare model."""
+    """The translator's settings that change its codes (recorded with its metrics): the latent fit's
+    for a stage-1-only model, the refinement's for one with encoders; None for a bare model."""
     cfg = getattr(tr, "cfg", None)
     if not dataclasses.is_dataclass(cfg):
         return None
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k.startswith(("latent_", "refine_"))}
+    used = "latent_" if getattr(tr, "uses_latent_fit", False) else "refine_"
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k.startswith(used)}
 
 
 @torch.no_grad()
