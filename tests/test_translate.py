@@ -13,7 +13,7 @@ import torch
 
 from musiclord.audio import MelConfig, invert, logmel, silence_level
 from musiclord.cli import main
-from musiclord.errors import AudioError, CheckpointError, MusiclordError
+from musiclord.errors import AudioError, CheckpointError, ConfigError, MusiclordError
 from musiclord.models import LordModel, ModelConfig, save_model
 from musiclord.translate import TranslateConfig, Translator, UnknownInstrumentError
 from musiclord.translate.stream import BlockInverter, LogMelStream, MelOverlapAdd, window_weights
@@ -383,3 +383,11 @@ def test_cuda_translation_matches_cpu(run_dir, tr):
     assert y_gpu.shape == y_cpu.shape == x.shape and np.isfinite(y_gpu).all()
     sc = spectral_convergence(torch.from_numpy(y_gpu)[None], torch.from_numpy(y_cpu)[None], MelConfig())
     assert float(sc[0]) < 0.5
+
+
+def test_translate_config_refuses_bad_amounts_of_work():
+    """One check for every caller (`translate`, `evaluate`, the Python API)."""
+    for bad in ({"batch_size": 0}, {"gl_iters": 0}, {"latent_steps": -1}, {"refine_steps": -1}):
+        with pytest.raises(ConfigError, match="refine-steps >= 0"):
+            TranslateConfig(**bad)
+    TranslateConfig(latent_steps=0, refine_steps=0)

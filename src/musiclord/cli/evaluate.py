@@ -77,10 +77,7 @@ def run(args: argparse.Namespace) -> int:
             raise MusiclordError("--timbre-steps must be positive")
         changes["timbre"] = dataclasses.replace(opts.timbre, steps=args.timbre_steps)
     opts = dataclasses.replace(opts, **changes)
-    inference = {k: getattr(args, k) for k in ("latent_steps", "refine_steps") if getattr(args, k) is not None}
-    if any(v < 0 for v in inference.values()):
-        raise MusiclordError("--latent-steps and --refine-steps must be >= 0")
-    cfg = TranslateConfig(gl_iters=opts.gl_iters, **inference)
+    cfg = TranslateConfig(**{k: getattr(args, k) for k in ("latent_steps", "refine_steps") if getattr(args, k) is not None})
     models = [(n, load_translator(m, device=device, cfg=cfg)) for n, m in zip(names, args.model)]
     metrics = evaluate(models, args.data, args.out, opts)
     print(summary_table(metrics))

@@ -40,8 +40,6 @@ def _run(args: argparse.Namespace) -> int:
     from musiclord.errors import AudioError, MusiclordError
     from musiclord.translate import TranslateConfig, Translator
 
-    if args.batch_size < 1 or args.gl_iters < 1 or args.latent_steps < 0 or args.refine_steps < 0:
-        raise MusiclordError("--batch-size and --gl-iters must be >= 1, --latent-steps and --refine-steps >= 0")
     cfg = TranslateConfig(batch_size=args.batch_size, gl_iters=args.gl_iters, latent_steps=args.latent_steps,
                           refine_steps=args.refine_steps, gate=not args.no_gate)
     tr = Translator.from_checkpoint(args.model, device=args.device, cfg=cfg)

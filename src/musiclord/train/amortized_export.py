@@ -18,10 +18,15 @@ from musiclord.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 
-def val_mels(ds: Any, val_clips: int) -> torch.Tensor | None:
-    """The val clips (B, M, T) a stage-2 run validates on: the first `val_clips` (0: all); None without any."""
+def val_records(ds: Any, val_clips: int) -> list[Any]:
+    """The val records a stage-2 run validates on: the first `val_clips` (0: all)."""
     recs = ds.select(split="val")
-    recs = recs[:val_clips] if val_clips > 0 else recs
+    return recs[:val_clips] if val_clips > 0 else recs
+
+
+def val_mels(ds: Any, val_clips: int) -> torch.Tensor | None:
+    """The val clips (B, M, T) of `val_records`; None without any."""
+    recs = val_records(ds, val_clips)
     return ds.mel_tensor(recs) if recs else None
 
 
@@ -77,7 +82,7 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
     out.to(dev)
     choice, val_stage1, val_mean = "stage1", None, None
     if val_x is not None:
-        recs = ds.select(split="val")[: len(val_x)]
+        recs = val_records(ds, len(val_x))
         y = torch.tensor([r.label for r in recs])
         val_stage1 = val_loss(out, loss_fn, val_x, dev, class_emb=out.class_embeddings.cpu()[y])
         with torch.no_grad():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from musiclord.errors import AudioError, MusiclordError
+from musiclord.errors import AudioError, ConfigError, MusiclordError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,11 @@ class TranslateConfig:
     refine_lr: float = 0.01
     refine_anchor: float = 1.0
     chunk_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.gl_iters < 1 or self.latent_steps < 0 or self.refine_steps < 0:
+            raise ConfigError(f"--batch-size and --gl-iters must be >= 1, --latent-steps and --refine-steps >= 0 (got "
+                              f"{self.batch_size}, {self.gl_iters}, {self.latent_steps}, {self.refine_steps})")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
