@@ -152,14 +152,15 @@ def _presets() -> dict[str, TrainConfig]:
     # (amortized.timbre_eq_db); a 16x32 content code (the 8x32 of the demo loses short notes), a
     # 128-wide, 4-block generator and the flux term (L1 of the log-mel's frame-to-frame
     # differences, for onsets); stage 2's critic also judges translations into piano
-    # (amortized.translation_to), and its content encoder hears the clip's notes on another
-    # instrument half of the time (amortized.cross_prob: data from `prepare synth --cross-fraction 1`).
+    # (amortized.translation_to), its content encoder hears the clip's notes on another
+    # instrument half of the time (amortized.cross_prob: data from `prepare synth --cross-fraction 1`),
+    # and it validates and exports a moving average of its weights (amortized.ema_decay).
     # Stage 1 38-40 min on 2 threads; stage 2 53-63 min on 2 threads (1.05-1.27 s/step measured),
     # 3.2 min on one H100 (device=cuda; docs/benchmarks.md). LSD ratio on the test split 0.751
     # (20 epochs, 500 stage-2 steps) -> 0.665 (50 epochs, 1500 steps, one bank) -> 0.635 (with
     # rerenders) -> 0.630 (flux, 80 epochs) -> 0.608 (piano critic, v5) -> 0.604 (3000 steps, EQ,
-    # v6) -> 0.606 with pitch 0.846 -> 0.859 and content probe 0.517 -> 0.424 (cross renders; this,
-    # v7; docs/results.md).
+    # v6) -> 0.606 with pitch 0.846 -> 0.859 and content probe 0.517 -> 0.424 (cross renders, v7)
+    # -> 0.599, probe 0.383 (weight average; this, v8; whole split; docs/results.md).
     quality = TrainConfig(
         model=ModelConfig(content_dim=16, content_frames=32, class_dim=128, gen_channels=128, gen_blocks=4,
                           adain_hidden=256, enc_channels=128),
