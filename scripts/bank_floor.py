@@ -25,7 +25,7 @@ from musiclord.evaluate.adapters import open_dataset
 from musiclord.evaluate.lsd import lsd
 from musiclord.evaluate.oracle import oracle_waves
 from musiclord.evaluate.pitch import raw_pitch_accuracy, track_f0
-from musiclord.evaluate.run import EvalOptions, _pick_passages
+from musiclord.evaluate.run import EvalOptions, pick_passages
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     ds = open_dataset(args.data)
     cfg = ds.mel_config
     classes = list(ds.classes)
-    cids = _pick_passages(ds, classes, EvalOptions())[: args.max_clips]
+    cids = pick_passages(ds, classes, EvalOptions())[: args.max_clips]
     bank = args.soundfont or ds.options.get("soundfonts", {}).get("train", "")
     oracle = oracle_waves(ds, args.data, classes, cids, bank=bank)  # (C, K, N): the true notes on `bank`
     if oracle is None:

@@ -21,7 +21,7 @@ from musiclord.evaluate.adapters import load_translator, open_dataset
 from musiclord.evaluate.lsd import lsd
 from musiclord.evaluate.oracle import oracle_waves
 from musiclord.evaluate.probe import probe_accuracy
-from musiclord.evaluate.run import EvalOptions, _fit, _pick_passages
+from musiclord.evaluate.run import EvalOptions, fit_length, pick_passages
 
 
 def main() -> None:
@@ -33,9 +33,9 @@ def main() -> None:
     args = ap.parse_args()
     ds = open_dataset(args.data)
     cfg, classes = ds.mel_config, list(ds.classes)
-    cids = _pick_passages(ds, classes, EvalOptions())[: args.max_clips]
+    cids = pick_passages(ds, classes, EvalOptions())[: args.max_clips]
     paired, n = ds.paired("test"), cfg.clip_samples
-    test = np.stack([[_fit(ds.load_wave(paired[c][k]), n) for k in classes] for c in cids])  # (C, K, N)
+    test = np.stack([[fit_length(ds.load_wave(paired[c][k]), n) for k in classes] for c in cids])  # (C, K, N)
     train = oracle_waves(ds, args.data, classes, cids)
     if train is None:
         raise SystemExit(f"{args.data}: no note lists or training bank: nothing to compare")

@@ -45,23 +45,23 @@ import torch
 from musiclord.evaluate.adapters import load_translator, open_dataset
 from musiclord.evaluate.lsd import lsd
 from musiclord.evaluate.probe import probe_accuracy
-from musiclord.evaluate.run import EvalOptions, _GroundTruth, _pick_passages, _pitch, _rpa, _translate_all
+from musiclord.evaluate.run import EvalOptions, GroundTruth, pick_passages, pitch_accuracy, pitch_tracks, translate_all
 
 
-def score(run: str, ds, gt: _GroundTruth, classes: list[str], opts: EvalOptions) -> dict:
+def score(run: str, ds, gt: GroundTruth, classes: list[str], opts: EvalOptions) -> dict:
     """Mean LSD, LSD ratio, pitch accuracy and content probe of one run, with per-pair LSD."""
     tr = load_translator(run)
     pairs = [(s, t) for s in range(len(classes)) for t in range(len(classes)) if s != t]
     t0 = time.time()
-    _, wave = _translate_all(tr, gt, classes, pairs, opts)
+    _, wave = translate_all(tr, gt, classes, pairs, opts)
     sr = ds.mel_config.sample_rate
     per_pair, lsd_t, lsd_c, rpa = {}, [], [], []
     p = gt.f0.shape[0]
-    f0, v = _pitch(wave[:, :p].reshape(len(pairs) * p, wave.shape[-1]), sr, (len(pairs), p))
+    f0, v = pitch_tracks(wave[:, :p].reshape(len(pairs) * p, wave.shape[-1]), sr, (len(pairs), p))
     for i, (s, t) in enumerate(pairs):
         a = float(lsd(wave[i], gt.wave[:, t], sr).mean())
         c = float(lsd(gt.wave[:, s], gt.wave[:, t], sr).mean())
-        r = _rpa(f0[i], v[i], gt.f0[:, t], gt.voiced[:, t])
+        r = pitch_accuracy(f0[i], v[i], gt.f0[:, t], gt.voiced[:, t])
         per_pair[f"{classes[s]}->{classes[t]}"] = {"lsd": round(a, 2), "copy": round(c, 2), "pitch": r}
         lsd_t.append(a), lsd_c.append(c), rpa.append(r)
     with torch.no_grad():
@@ -92,8 +92,8 @@ def main() -> None:
     opts = EvalOptions(max_clips=args.max_clips, pitch_clips=args.pitch_clips, gl_iters=args.gl_iters)
     ds = open_dataset(args.data)
     classes = list(ds.classes)
-    cids = _pick_passages(ds, classes, opts)[: args.max_clips]
-    gt = _GroundTruth(ds, classes, cids, opts)
+    cids = pick_passages(ds, classes, opts)[: args.max_clips]
+    gt = GroundTruth(ds, classes, cids, opts)
     results = [score(run, ds, gt, classes, opts) for run in args.model]
     print(f"dev set {args.data}: {len(cids)} passages x {len(classes) * (len(classes) - 1)} pairs, "
           f"pitch on {gt.f0.shape[0]}, GL {args.gl_iters} it.")

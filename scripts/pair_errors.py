@@ -20,7 +20,7 @@ import math
 import torch
 
 from musiclord.evaluate.adapters import load_translator, open_dataset
-from musiclord.evaluate.run import EvalOptions, _pick_passages
+from musiclord.evaluate.run import EvalOptions, pick_passages
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def pair_errors(run: str, data: str) -> dict:
     tr = load_translator(run)
     model, classes = tr._model, tr.instruments
     ds = open_dataset(data)
-    cids = _pick_passages(ds, classes, EvalOptions())
+    cids = pick_passages(ds, classes, EvalOptions())
     paired = ds.paired("test")
     k, n = len(classes), tr.mel_config.n_frames
     mel = ds.mel_tensor([paired[c][i] for c in cids for i in classes]).reshape(len(cids), k, -1, n)

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from musiclord.audio import invert  # noqa: E402
 from musiclord.evaluate.adapters import load_translator, open_dataset  # noqa: E402
 from musiclord.evaluate.pitch import track_f0  # noqa: E402
-from musiclord.evaluate.run import _rpa  # noqa: E402
+from musiclord.evaluate.run import pitch_accuracy  # noqa: E402
 
 DARK = -1.5  # normalised log-mel below which a bin counts as near-silent
 
@@ -74,7 +74,7 @@ def _pitch_row(ax, rows: list, cfg) -> None:
         tracks.append((name, f0, voiced))
     _, f0_t, v_t = tracks[0]
     for name, f0, v in tracks[1:]:
-        acc = [_rpa(f0[j], v[j], f0_t[j], v_t[j]) for j in range(len(f0))]
+        acc = [pitch_accuracy(f0[j], v[j], f0_t[j], v_t[j]) for j in range(len(f0))]
         print(f"{name}: raw pitch accuracy {', '.join('-' if a is None else f'{a:.2f}' for a in acc)}")
     for j, a in enumerate(ax):
         for k, (name, f0, v) in enumerate(tracks):

@@ -85,11 +85,13 @@ def _reanalyse(waves: np.ndarray, cfg: MelConfig) -> torch.Tensor:
     return logmel(torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)), cfg)
 
 
-def _fit(wave: np.ndarray, n: int) -> np.ndarray:
+def fit_length(wave: np.ndarray, n: int) -> np.ndarray:
+    """(N,) wave cut or zero-padded to (n,)."""
     return wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
 
 
-def _pick_passages(ds: Any, classes: list[str], opts: EvalOptions) -> list[str]:
+def pick_passages(ds: Any, classes: list[str], opts: EvalOptions) -> list[str]:
+    """Ids of the test passages rendered on every class, in the evaluation's order (shuffled by opts.seed)."""
     paired = ds.paired(SPLIT)
     full = sorted(cid for cid, by in paired.items() if all(c in by for c in classes))
     if not full:
@@ -99,7 +101,7 @@ def _pick_passages(ds: Any, classes: list[str], opts: EvalOptions) -> list[str]:
     return order
 
 
-def _pitch(waves: np.ndarray, sr: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def pitch_tracks(waves: np.ndarray, sr: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """f0 and voicing of (prod(shape), N) waves, reshaped to shape + (F,)."""
     if len(waves) == 0:
         return np.zeros((*shape, 0)), np.zeros((*shape, 0), bool)
@@ -107,7 +109,7 @@ def _pitch(waves: np.ndarray, sr: int, shape: tuple[int, ...]) -> tuple[np.ndarr
     return f0.reshape(*shape, -1), voiced.reshape(*shape, -1)
 
 
-class _GroundTruth:
+class GroundTruth:
     """The chosen test passages on every instrument: mels, waves, their round trip, f0 tracks."""
 
     def __init__(self, ds: Any, classes: list[str], cids: list[str], opts: EvalOptions, data_dir: Path | None = None) -> None:
@@ -119,7 +121,7 @@ class _GroundTruth:
         k = len(classes)
         self.mel = ds.mel_tensor(flat).reshape(len(cids), k, cfg.n_mels, -1)  # (C, K, M, T)
         n = self.mel.shape[-1] * cfg.hop_length
-        self.wave = np.stack([_fit(ds.load_wave(r), n) for r in flat]).reshape(len(cids), k, n)
+        self.wave = np.stack([fit_length(ds.load_wave(r), n) for r in flat]).reshape(len(cids), k, n)
         # copying the source: (C,) LSD per passage for every (source, target) pair
         self.lsd_copy = {(s, t): lsd(self.wave[:, s], self.wave[:, t], cfg.sample_rate)
                          for s in range(k) for t in range(k) if s != t}
@@ -128,8 +130,8 @@ class _GroundTruth:
         log.info("ground truth: %d clips inverted in %.1f s", len(flat), time.time() - t0)
         p = min(opts.pitch_clips, len(cids))
         t0 = time.time()
-        self.f0, self.voiced = _pitch(self.wave[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
-        self.rt_f0, self.rt_voiced = _pitch(self.roundtrip[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
+        self.f0, self.voiced = pitch_tracks(self.wave[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
+        self.rt_f0, self.rt_voiced = pitch_tracks(self.roundtrip[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
         log.info("ground truth: pitch of %d clips tracked in %.1f s", 2 * p * k, time.time() - t0)
         # the sample-bank oracle (evaluate/oracle.py), through mel + Griffin-Lim like a model's output
         oracle = oracle_waves(ds, data_dir, classes, cids) if data_dir is not None else None
@@ -137,15 +139,17 @@ class _GroundTruth:
         if oracle is not None:
             mel = logmel(torch.from_numpy(oracle.reshape(len(flat), n)), cfg)
             self.oracle = _invert(mel, cfg, opts).reshape(len(cids), k, n)
-            self.oracle_f0, self.oracle_voiced = _pitch(self.oracle[:p].reshape(p * k, n), cfg.sample_rate, (p, k))
+            self.oracle_f0, self.oracle_voiced = pitch_tracks(self.oracle[:p].reshape(p * k, n), cfg.sample_rate,
+                                                              (p, k))
 
 
-def _rpa(f0e: np.ndarray, ve: np.ndarray, f0r: np.ndarray, vr: np.ndarray) -> float | None:
+def pitch_accuracy(f0e: np.ndarray, ve: np.ndarray, f0r: np.ndarray, vr: np.ndarray) -> float | None:
+    """Raw pitch accuracy of an estimate's (f0, voicing) against a reference's (None: no voiced reference frame)."""
     correct, total = raw_pitch_accuracy(f0e, ve, f0r, vr)
     return correct / total if total else None
 
 
-def _baselines(gt: _GroundTruth, classes: list[str], net: Any, cfg: MelConfig) -> dict[str, dict[str, Any]]:
+def _baselines(gt: GroundTruth, classes: list[str], net: Any, cfg: MelConfig) -> dict[str, dict[str, Any]]:
     """Model-independent numbers per pair: copy-the-source and the inversion ceiling."""
     sr = cfg.sample_rate
     rt_pred = classify(net, _reanalyse(gt.roundtrip.reshape(-1, gt.roundtrip.shape[-1]), cfg))
@@ -160,11 +164,11 @@ def _baselines(gt: _GroundTruth, classes: list[str], net: Any, cfg: MelConfig) -
                 "lsd_ceiling": float(lsd(gt.roundtrip[:, t], gt.wave[:, t], sr).mean()),
                 "timbre_copy": float((rt_pred[:, s] == t).mean()),
                 "timbre_ceiling": float((rt_pred[:, t] == t).mean()),
-                "pitch_copy": _rpa(gt.f0[:, s], gt.voiced[:, s], gt.f0[:, t], gt.voiced[:, t]),
-                "pitch_ceiling": _rpa(gt.rt_f0[:, t], gt.rt_voiced[:, t], gt.f0[:, t], gt.voiced[:, t]),
+                "pitch_copy": pitch_accuracy(gt.f0[:, s], gt.voiced[:, s], gt.f0[:, t], gt.voiced[:, t]),
+                "pitch_ceiling": pitch_accuracy(gt.rt_f0[:, t], gt.rt_voiced[:, t], gt.f0[:, t], gt.voiced[:, t]),
                 "lsd_oracle": None if gt.oracle is None else float(lsd(gt.oracle[:, t], gt.wave[:, t], sr).mean()),
-                "pitch_oracle": None if gt.oracle is None else _rpa(gt.oracle_f0[:, t], gt.oracle_voiced[:, t],
-                                                                     gt.f0[:, t], gt.voiced[:, t]),
+                "pitch_oracle": None if gt.oracle is None else pitch_accuracy(
+                    gt.oracle_f0[:, t], gt.oracle_voiced[:, t], gt.f0[:, t], gt.voiced[:, t]),
             }
     return out
 
@@ -180,7 +184,7 @@ def _inference_settings(tr: TranslatorLike) -> dict[str, Any] | None:
 
 
 @torch.no_grad()
-def _translate_all(tr: TranslatorLike, gt: _GroundTruth, classes: list[str], pairs: list[tuple[int, int]], opts: EvalOptions) -> tuple[torch.Tensor, np.ndarray]:
+def translate_all(tr: TranslatorLike, gt: GroundTruth, classes: list[str], pairs: list[tuple[int, int]], opts: EvalOptions) -> tuple[torch.Tensor, np.ndarray]:
     """Every pair's translations of every passage: mels (P, C, M, T) and waves (P, C, N)."""
     mels = []
     for s, t in pairs:
@@ -192,19 +196,19 @@ def _translate_all(tr: TranslatorLike, gt: _GroundTruth, classes: list[str], pai
 
 
 def _model_metrics(
-    name: str, tr: TranslatorLike, gt: _GroundTruth, classes: list[str], net: Any, opts: EvalOptions
+    name: str, tr: TranslatorLike, gt: GroundTruth, classes: list[str], net: Any, opts: EvalOptions
 ) -> tuple[dict[str, Any], dict[tuple[int, int], tuple[torch.Tensor, np.ndarray]], dict[str, Any]]:
     """Per-pair LSD, timbre and pitch of one model, its translations for the grid, and the 95%
     intervals of its LSD ratio and pitch accuracy over passages (`intervals.passage_bootstrap`)."""
     cfg, sr = tr.mel_config, tr.mel_config.sample_rate
     pairs = [(s, t) for s in range(len(classes)) for t in range(len(classes)) if s != t]
     t0 = time.time()
-    mel, wave = _translate_all(tr, gt, classes, pairs, opts)
+    mel, wave = translate_all(tr, gt, classes, pairs, opts)
     log.info("%s: %d translations made and inverted in %.1f s", name, wave.shape[0] * wave.shape[1], time.time() - t0)
     pred = classify(net, _reanalyse(wave.reshape(-1, wave.shape[-1]), cfg)).reshape(len(pairs), -1).numpy()
     p = gt.f0.shape[0]
     t0 = time.time()
-    f0, v = _pitch(wave[:, :p].reshape(len(pairs) * p, wave.shape[-1]), sr, (len(pairs), p))
+    f0, v = pitch_tracks(wave[:, :p].reshape(len(pairs) * p, wave.shape[-1]), sr, (len(pairs), p))
     log.info("%s: pitch of %d translations tracked in %.1f s", name, len(pairs) * p, time.time() - t0)
     lsd_model = np.stack([lsd(wave[i], gt.wave[:, t], sr) for i, (_, t) in enumerate(pairs)])  # (K, C)
     lsd_copy = np.stack([gt.lsd_copy[pair] for pair in pairs])
@@ -308,11 +312,11 @@ def evaluate(
         missing = [c for c in classes if c not in tr.instruments]
         if missing:
             raise MusiclordError(f"model {name!r} does not know the instrument(s) {', '.join(missing)}")
-    order = _pick_passages(ds, classes, opts)
+    order = pick_passages(ds, classes, opts)
     cids = order[: opts.max_clips] if opts.max_clips > 0 else order
     (out / "figures").mkdir(parents=True, exist_ok=True)
     net, timbre_stats = get_classifier(ds, data_dir, out / "cache", opts)
-    gt = _GroundTruth(ds, classes, cids, opts, data_dir)
+    gt = GroundTruth(ds, classes, cids, opts, data_dir)
     base = _baselines(gt, classes, net, ds.mel_config)
     timbre_stats["test_accuracy_roundtrip"] = float(np.mean([base[k]["timbre_ceiling"] for k in base]))
     metrics: dict[str, Any] = {
