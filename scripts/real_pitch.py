@@ -20,24 +20,22 @@ from pathlib import Path
 import numpy as np
 
 from musiclord.audio.io import load_audio
-from musiclord.evaluate.pitch import track_f0
+from musiclord.evaluate.pitch import raw_pitch_accuracy, track_f0
 from musiclord.translate import Translator
 
 SR = 16000
 
 
 def agreement(f0_in: np.ndarray, v_in: np.ndarray, f0_out: np.ndarray, v_out: np.ndarray) -> tuple[float, int]:
-    """Share of frames voiced in both whose f0 is within 50 cents of the input's, and their count.
+    """Share of frames voiced in both whose f0 is within 50 cents of the input's, and their count:
+    `raw_pitch_accuracy` with the input as reference, counted only where the output is voiced too.
 
     Args:
         f0_in, v_in, f0_out, v_out: (F,) f0 in Hz (NaN when unvoiced) and voicing of input and output.
     """
     n = min(f0_in.size, f0_out.size)
-    both = v_in[:n] & v_out[:n] & np.isfinite(f0_in[:n]) & np.isfinite(f0_out[:n])
-    if not both.any():
-        return float("nan"), 0
-    cents = 1200 * np.abs(np.log2(f0_out[:n][both] / f0_in[:n][both]))
-    return float((cents <= 50).mean()), int(both.sum())
+    correct, total = raw_pitch_accuracy(f0_out[:n], v_out[:n], f0_in[:n], v_in[:n] & v_out[:n])
+    return (correct / total if total else float("nan")), total
 
 
 def median_f0(f0: np.ndarray, voiced: np.ndarray) -> float:
@@ -50,13 +48,13 @@ def main() -> None:
     ap.add_argument("clips", nargs="+", help="audio files")
     ap.add_argument("--model", action="append", required=True, help="run dir, model file or 'pretrained'")
     args = ap.parse_args()
+    translators = {model: Translator.from_checkpoint(model) for model in args.model}
     for clip in args.clips:
         wave = load_audio(clip, sr=SR)
         f0_in, v_in = (a[0] for a in track_f0(wave))
         source = Path(clip).name.split("_")[0]
         print(f"{clip}: {wave.size / SR:.2f} s, median f0 {median_f0(f0_in, v_in):.0f} Hz")
-        for model in args.model:
-            tr = Translator.from_checkpoint(model)
+        for model, tr in translators.items():
             for to in (i for i in tr.instruments if i != source):
                 out = tr.translate(wave, SR, to=to)
                 f0_out, v_out = (a[0] for a in track_f0(out))
