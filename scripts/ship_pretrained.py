@@ -30,8 +30,7 @@ def main(run_dir: str, metrics: str | None = None) -> None:
     if metrics:
         m = json.loads(Path(metrics).read_text())
         meta["evaluation_summary"] = json.dumps(m.get("models", m), default=str)[:20000]
-    payload = {k: v for k, v in obj.items() if k not in ("format", "version", "kind", "state_dict", "meta")}
-    save_checkpoint({**payload, "state_dict": state, "meta": meta}, OUT, kind="model")
+    save_checkpoint({**obj, "state_dict": state, "meta": meta}, OUT, kind="model")
     model, _, _ = load_model(OUT)  # must load back
     assert all(p.dtype == torch.float32 for p in model.parameters())
     print(f"shipped {OUT} ({OUT.stat().st_size / 1e6:.1f} MB), classes {model.classes}")

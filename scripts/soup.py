@@ -24,9 +24,8 @@ def main(out: str, sources: list[str]) -> None:
             sys.exit(f"error: {s} is another architecture than {sources[0]}")
     state = {k: torch.stack([o["state_dict"][k].float() for o in objs]).mean(0).to(v.dtype) if v.is_floating_point()
              else v for k, v in first.items()}
-    payload = {k: v for k, v in objs[0].items() if k not in ("format", "version", "kind")}
-    payload.update(state_dict=state, meta=dict(payload.get("meta", {}), soup=list(sources)))
-    save_checkpoint(payload, out, kind="model")
+    meta = dict(objs[0].get("meta", {}), soup=list(sources))
+    save_checkpoint({**objs[0], "state_dict": state, "meta": meta}, out, kind="model")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,13 @@ def test_round_trip_and_kind(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_loaded_checkpoint_written_again_takes_the_new_header(tmp_path):
+    save_checkpoint({"step": 7}, tmp_path / "a.pt", kind="latent")
+    save_checkpoint({**load_checkpoint(tmp_path / "a.pt"), "step": 8}, tmp_path / "b.pt", kind="model")
+    obj = load_checkpoint(tmp_path / "b.pt", kind="model")  # the old header's kind does not survive
+    assert obj["kind"] == "model" and obj["step"] == 8
+
+
 def test_missing_truncated_and_foreign(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
@@ -39,6 +46,7 @@ class _Evil:
         return (print, ("code ran",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the file is a hand-made pickle: expected
 def test_pickled_code_is_never_executed(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:

@@ -19,16 +19,19 @@ from musiclord.errors import CheckpointError
 
 FORMAT = "musiclord"
 FORMAT_VERSION = 1
+HEADER_KEYS = ("format", "version", "kind")
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> None:
     """Write `payload` atomically to `path`: temp file in the same directory, fsync, rename.
 
-    A process killed mid-write leaves the previous checkpoint intact.
+    A process killed mid-write leaves the previous checkpoint intact. Header keys in `payload` (as
+    in a loaded checkpoint written again) are replaced by this format's header and `kind`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **payload}
+    body = {k: v for k, v in payload.items() if k not in HEADER_KEYS}
+    obj = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **body}
     buf = io.BytesIO()
     torch.save(obj, buf)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -75,3 +78,4 @@ def load_checkpoint(
     if kinds is not None and obj.get("kind") not in kinds:
         raise CheckpointError(f"{path}: a {obj.get('kind')!r} checkpoint, expected {' or '.join(kinds)}")
     return obj
+
