@@ -78,4 +78,3 @@ def load_checkpoint(
     if kinds is not None and obj.get("kind") not in kinds:
         raise CheckpointError(f"{path}: a {obj.get('kind')!r} checkpoint, expected {' or '.join(kinds)}")
     return obj
-
