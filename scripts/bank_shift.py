@@ -40,6 +40,7 @@ def main() -> None:
     if train is None:
         raise SystemExit(f"{args.data}: no note lists or training bank: nothing to compare")
     labels = np.tile(np.arange(len(classes)), len(cids))
+    passages = np.repeat(np.arange(len(cids)), len(classes))
     print(f"{len(cids)} test passages of {args.data}; LSD against the test bank's ground truth, "
           f"{args.gl_iters} GL iterations")
     print(f"{'model':24s} {'input bank':10s} " + " ".join(f"{'->' + c:>9s}" for c in classes) + f" {'mean':>6s} {'probe':>6s}")
@@ -60,7 +61,7 @@ def main() -> None:
                 per_target.append(float(np.mean(vals)))
             with torch.no_grad():
                 codes = tr.content_codes(mels.flatten(0, 1)).reshape(len(labels), -1).numpy()
-            probe = probe_accuracy(codes, labels)["accuracy"]
+            probe = probe_accuracy(codes, labels, groups=passages)["accuracy"]
             print(f"{run[-24:]:24s} {name:10s} " + " ".join(f"{v:9.2f}" for v in per_target)
                   + f" {np.mean(per_target):6.2f} {probe:6.3f}")
 

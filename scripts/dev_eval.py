@@ -67,7 +67,8 @@ def score(run: str, ds, gt: GroundTruth, classes: list[str], opts: EvalOptions) 
     with torch.no_grad():
         codes = tr.content_codes(gt.mel.flatten(0, 1)).float()
     labels = np.tile(np.arange(len(classes)), len(gt.cids))
-    probe = probe_accuracy(codes.reshape(len(codes), -1).numpy(), labels, seed=opts.seed)["accuracy"]
+    passages = np.repeat(np.arange(len(gt.cids)), len(classes))
+    probe = probe_accuracy(codes.reshape(len(codes), -1).numpy(), labels, seed=opts.seed, groups=passages)["accuracy"]
     return {
         "run": run,
         "lsd": float(np.mean(lsd_t)),

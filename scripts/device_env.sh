@@ -1,9 +1,12 @@
 # Sourced by the scripts that run on a lent GPU machine (device_check.sh, device_stage2.sh): the
-# packages its own Python lacks (soundfile, soxr, librosa and their needs) from the wheels carried in
-# .whl/, then musiclord's source and the repository (benchmarks/) on the path.
-if ! python3 -c "import soundfile, soxr, librosa" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || exit 1
+# packages its own Python lacks (soundfile, soxr, hypothesis, librosa and their needs) from the
+# wheels carried in .whl/, then musiclord's source and the repository (benchmarks/) on the path.
+# .whl/ may hold wheels for several Python versions: pip picks, by name, the ones this Python takes.
+if ! python3 -c "import soundfile, soxr, hypothesis" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+    names=$(ls .whl/*.whl | xargs -n1 basename | cut -d- -f1 | sort -u)
+    # shellcheck disable=SC2086
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        --find-links .whl $names || exit 1
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1

@@ -10,7 +10,10 @@ regression, repeated 5 times; 95% Wilson interval). Each probe reads one view of
 - means, deviations: each channel's mean (level), or standard deviation (spread), over the F
   frames (D numbers); statistics: both (2 D numbers);
 - centred: the codes with each channel's mean removed (`model.content_norm=mean` sees these);
-- normalised: the codes with each channel's mean and deviation removed (the pattern alone).
+- normalised: the codes with each channel's mean and deviation removed (the pattern alone);
+- whole (MLP): the whole codes read by a one-hidden-layer MLP instead (`probe_accuracy(kind="mlp")`),
+  what a nonlinear reader finds where a linear erasure (`musiclord erase`) left the linear probe
+  near chance.
 """
 
 from __future__ import annotations
@@ -38,15 +41,16 @@ def views(codes: torch.Tensor) -> dict[str, np.ndarray]:
     }
 
 
-def confusion(features: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """(n, n) row-normalised confusion of one 5-fold cross-validated probe (rows: true class)."""
+def confusion(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """(n, n) row-normalised confusion of one 5-fold cross-validated probe, folds by passage (rows: true class)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-    pred = cross_val_predict(clf, features, labels, cv=StratifiedKFold(5, shuffle=True, random_state=seed))
+    pred = cross_val_predict(clf, features, labels, groups=groups,
+                             cv=StratifiedGroupKFold(5, shuffle=True, random_state=seed))
     m = np.zeros((n, n))
     np.add.at(m, (labels, pred), 1)
     return m / m.sum(1, keepdims=True)
@@ -64,6 +68,7 @@ def main() -> None:
     paired = ds.paired(args.split)
     recs = [paired[c][k] for c in sorted(paired) for k in classes]
     labels = np.array([classes.index(r.cls) for r in recs])
+    passages = np.repeat(np.arange(len(paired)), len(classes))  # folds keep a passage's renders together
     mel = ds.mel_tensor(recs)
     out = {}
     for run in args.model:
@@ -74,12 +79,15 @@ def main() -> None:
         print(f"{run}: {len(recs)} clips of the {args.split} split, codes {tuple(codes.shape[1:])}, "
               f"classes {classes}")
         for name, x in views(codes).items():
-            p = probe_accuracy(x, labels)
-            cm = confusion(x, labels, len(classes))
+            p = probe_accuracy(x, labels, groups=passages)
+            cm = confusion(x, labels, passages, len(classes))
             res[name] = {"accuracy": p["accuracy"], "ci95": p["ci95"], "confusion": np.round(cm, 3).tolist()}
             lo, hi = p["ci95"]
             print(f"  {name:10s} {p['accuracy']:.3f} [{lo:.2f}, {hi:.2f}]  recall per class "
                   + " ".join(f"{c}:{cm[k, k]:.2f}" for k, c in enumerate(classes)))
+        p = probe_accuracy(codes.flatten(1).numpy(), labels, kind="mlp", groups=passages)
+        res["whole_mlp"] = {"accuracy": p["accuracy"], "ci95": p["ci95"]}
+        print(f"  {'whole (MLP)':10s} {p['accuracy']:.3f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]")
         out[run] = res
     if args.json:
         with open(args.json, "w") as f:

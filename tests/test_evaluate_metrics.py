@@ -117,3 +117,32 @@ def test_passage_bootstrap_brackets_the_summary_and_collapses_without_spread() -
     assert flat["lsd_ratio_ci"] == pytest.approx([0.5, 0.5]) and flat["pitch_ci"] == pytest.approx([0.9, 0.9])
     none = passage_bootstrap(lsd_m, lsd_c, np.zeros((12, 0)), np.zeros((12, 0)), reps=10)
     assert none["pitch_ci"] == [None, None]
+
+
+def test_mlp_probe_reads_what_the_linear_probe_cannot() -> None:
+    """Classes set by the sign of x0 * x1 (XOR): equal class means, so a linear probe stays at
+    chance, while the MLP reader finds them."""
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (200, 2))
+    labels = (x[:, 0] * x[:, 1] > 0).astype(int)
+    lin = probe_accuracy(x, labels, seed=0, repeats=2)
+    mlp = probe_accuracy(x, labels, seed=0, repeats=2, kind="mlp")
+    assert lin["accuracy"] < 0.7 and mlp["accuracy"] > 0.85 and mlp["kind"] == "mlp"
+    with pytest.raises(ValueError, match="linear' or 'mlp"):
+        probe_accuracy(x, labels, kind="svm")
+
+
+def test_grouped_probe_does_not_reward_codes_that_only_know_the_passage() -> None:
+    """Paired clips whose codes hold the passage and nothing of the instrument: folds by clip put
+    each passage's other renders in training and the probe answers "another instrument" (below
+    chance); folds by passage give chance."""
+    rng = np.random.default_rng(3)
+    n_pass, k = 40, 4
+    passage = rng.standard_normal((n_pass, 24)) * 3
+    x = np.repeat(passage, k, axis=0) + 0.1 * rng.standard_normal((n_pass * k, 24))
+    labels = np.tile(np.arange(k), n_pass)
+    groups = np.repeat(np.arange(n_pass), k)
+    by_clip = probe_accuracy(x, labels, seed=0, repeats=2)
+    by_passage = probe_accuracy(x, labels, seed=0, repeats=2, groups=groups)
+    assert by_clip["accuracy"] < 0.15 and not by_clip["grouped"]
+    assert abs(by_passage["accuracy"] - 0.25) < 0.12 and by_passage["grouped"]

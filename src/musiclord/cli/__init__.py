@@ -12,7 +12,7 @@ from musiclord import __version__
 from musiclord.errors import MusiclordError
 
 # Subcommand modules, each with `register(subparsers)`; a module that sets `func` on its parser.
-SUBCOMMANDS = ("prepare", "data", "train", "train_perceptual", "translate", "evaluate", "demo")
+SUBCOMMANDS = ("prepare", "data", "train", "train_perceptual", "erase", "translate", "evaluate", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ SUMMARY_ROWS = (
     ("pitch_copy", "raw pitch accuracy of copy", "{:.3f}"),
     ("pitch_oracle", "raw pitch accuracy of oracle", "{:.3f}"),
     ("content_probe", "probe: instrument from content codes", "{:.3f}"),
+    ("content_probe_mlp", "probe (MLP): instrument from content codes", "{:.3f}"),
     ("class_probe", "probe: instrument from class codes", "{:.3f}"),
     ("probe_chance", "probe chance level", "{:.3f}"),
 )

@@ -231,6 +231,7 @@ def _probes(tr: TranslatorLike, ds: Any, classes: list[str], cids: list[str], op
     paired = ds.paired(SPLIT)
     recs = [paired[c][k] for c in cids for k in classes]
     labels = np.array([classes.index(r.cls) for r in recs])
+    passages = np.repeat(np.arange(len(cids)), len(classes))  # folds keep a passage's renders together
     mel = ds.mel_tensor(recs).to(opts.device)
     with torch.no_grad():
         content = torch.cat([tr.content_codes(mel[i : i + 64]).float().cpu() for i in range(0, len(mel), 64)])
@@ -238,11 +239,15 @@ def _probes(tr: TranslatorLike, ds: Any, classes: list[str], cids: list[str], op
     out: dict[str, Any] = {"split": SPLIT, "clips": len(recs)}
     for key, codes in (("content", content), ("class", klass)):
         x = codes.reshape(len(codes), -1).numpy()
-        out[key] = probe_accuracy(x, labels, seed=opts.seed)
+        out[key] = probe_accuracy(x, labels, seed=opts.seed, groups=passages)
         out[key]["code_shape"] = list(codes.shape[1:])
         png = fig_dir / f"tsne_{key}_{tag}.png"
         figures.plot_tsne(tsne_2d(x, seed=opts.seed), labels, classes, png, f"{key} codes, {SPLIT} split ({len(x)} clips)")
         out[key]["tsne"] = f"figures/{png.name}"
+    # A nonlinear reader of the same content codes: a linear erasure (`musiclord erase`) bounds the
+    # linear probe above, not this one.
+    out["content_mlp"] = probe_accuracy(content.reshape(len(content), -1).numpy(), labels, seed=opts.seed, kind="mlp",
+                                        groups=passages)
     return out
 
 
@@ -269,6 +274,7 @@ def _summary(per_pair: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]
         "pitch_copy": mean([base[k]["pitch_copy"] for k in keys]),
         "content_probe": probes["content"]["accuracy"],
         "content_probe_ci": probes["content"].get("ci95"),
+        "content_probe_mlp": probes.get("content_mlp", {}).get("accuracy"),
         "class_probe": probes["class"]["accuracy"],
         "probe_chance": probes["content"]["chance"],
     }

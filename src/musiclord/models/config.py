@@ -33,6 +33,9 @@ class ModelConfig:
             (mean removed and deviation set to 1, as AdaIN-VC's content encoder ends; stage 1's
             noise then sets the bottleneck alone, the activation decay only keeps the raw codes
             small). docs/results.md, ablations 23-24.
+        content_erasure: the content code of every window, flattened, passes through a fixed
+            linear erasure of the instrument (models/erasure.py, LEACE) fitted on the training
+            codes after stage 2 (`musiclord erase`); the model then holds its mean and matrix.
     """
 
     n_mels: int = 128
@@ -47,6 +50,7 @@ class ModelConfig:
     enc_channels: int = 256
     enc_blocks: int = 4
     content_norm: str = "none"
+    content_erasure: bool = False
 
     @property
     def n_up(self) -> int:

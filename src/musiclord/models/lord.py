@@ -15,6 +15,7 @@ from musiclord.config import from_dict, to_dict
 from musiclord.errors import CheckpointError, ConfigError
 from musiclord.models.config import ModelConfig
 from musiclord.models.encoders import ClassEncoder, ContentEncoder
+from musiclord.models.erasure import erase
 from musiclord.models.generator import Generator, normalise_content
 
 MODEL_FILE = "model.pt"
@@ -40,6 +41,10 @@ class LordModel(nn.Module):
         self.content_encoder = ContentEncoder(cfg)
         self.class_encoder = ClassEncoder(cfg)
         self.register_buffer("class_embeddings", torch.zeros(len(classes), cfg.class_dim))
+        if cfg.content_erasure:  # the identity until `set_erasure`
+            n = cfg.content_dim * cfg.content_frames
+            self.register_buffer("erase_mean", torch.zeros(n))
+            self.register_buffer("erase_matrix", torch.zeros(n, n))
 
     def class_index(self, name: str) -> int:
         """Index of an instrument by name; CheckpointError-free ValueError listing known names."""
@@ -49,8 +54,19 @@ class LordModel(nn.Module):
 
     def encode_content(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, n_mels, n_frames) -> content (B, content_dim, content_frames), normalised per
-        channel as `cfg.content_norm` says (what the generator sees)."""
-        return normalise_content(self.content_encoder(mel), self.cfg.content_norm)
+        channel as `cfg.content_norm` says and erased as `cfg.content_erasure` says (what the
+        generator sees)."""
+        content = normalise_content(self.content_encoder(mel), self.cfg.content_norm)
+        if self.cfg.content_erasure:
+            content = erase(content, self.erase_mean, self.erase_matrix)
+        return content
+
+    def set_erasure(self, mean: torch.Tensor, matrix: torch.Tensor) -> None:
+        """Install a fitted erasure (`fit_leace` on flattened codes: mean (D*F,), matrix (D*F, D*F))."""
+        if not self.cfg.content_erasure:
+            raise ValueError("set_erasure: this model was built with content_erasure=False")
+        self.erase_mean.copy_(mean)
+        self.erase_matrix.copy_(matrix)
 
     def encode_class(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, n_mels, T) -> class embedding (B, class_dim)."""

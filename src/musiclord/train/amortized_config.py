@@ -71,6 +71,15 @@ class AmortizedConfig:
             trajectories whose raw weights it leaves bitwise unchanged it lowered the Merlin dev ratio
             by 0.0053 each (ablations 54-55 of docs/results.md); ablations 51-53 measured an earlier
             average whose warm-up capped the decay at (1 + n) / (10 + n), not this one.
+        content_erasure: after training, fit a linear erasure of the instrument on the exported
+            model's content codes of the training clips and their rerenders and install it in the
+            model (`train.erasure`, the same fit as `musiclord erase`; needs at least twice
+            content_dim * content_frames such clips). `quality` uses it: on the shipped model it
+            lowered the five-set dev probe from 0.307 to 0.233 for +0.002 of Merlin dev ratio
+            (ablation 58).
+        erasure_adapt_steps: then fine-tune the generator alone to the erased codes for this many
+            steps (`train.erasure_adapt`, lr 1e-5, best on val; 0: off). `quality` uses 1000
+            (about a minute): Merlin dev ratio -0.003, pitch +0.003 to +0.014 (ablation 59).
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).
@@ -104,6 +113,8 @@ class AmortizedConfig:
     cross_prob: float = 0.0
     timbre_eq_db: float = 0.0
     ema_decay: float = 0.0
+    content_erasure: bool = False
+    erasure_adapt_steps: int = 0
     disc_channels: int = 16
     disc_conditional: bool = True
     grad_clip: float = 0.0
@@ -128,6 +139,8 @@ class AmortizedConfig:
                               "targets: set amortized.rerender_target_prob > 0")
         if not 0 <= self.cross_prob <= 1:
             raise ConfigError("amortized.cross_prob must be in [0, 1]")
+        if self.erasure_adapt_steps < 0 or (self.erasure_adapt_steps and not self.content_erasure):
+            raise ConfigError("amortized.erasure_adapt_steps must be >= 0 and needs amortized.content_erasure")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError("amortized.ema_decay must be in [0, 1) (0: off)")
         if not 0 <= self.timbre_eq_db <= 24:
@@ -155,9 +168,12 @@ AMORTIZED_PRESETS: dict[str, AmortizedConfig] = {
     # colour reaches the content codes (ablations 31-37 in docs/results.md); half of the time the
     # content encoder hears the clip's notes on another instrument (needs `prepare synth
     # --cross-fraction 1`; ablation 39: unseen-bank probe 0.456 -> 0.297, Merlin dev 0.746 -> 0.734);
-    # the validated and exported weights are a moving average over ~500 steps (ablations 54-55)
+    # the validated and exported weights are a moving average over ~500 steps (ablations 54-55);
+    # the exported content codes pass through a linear erasure of the instrument, to which the
+    # generator is then adapted (ablations 58-59)
     "quality": AmortizedConfig(steps=3000, batch_size=16, w_adv=0.002, w_adv_translation=0.001,
                                translation_to=("piano",), timbre_eq_db=12.0, cross_prob=0.5, ema_decay=0.998,
+                               content_erasure=True, erasure_adapt_steps=1000,
                                adv_warmup_steps=150, disc_channels=16, val_every=100, checkpoint_every=100,
                                image_every=2000),
     "paper": AmortizedConfig(epochs=100, batch_size=64, lr_encoders=3e-4, lr_generator=1e-4, w_adv=0.01,

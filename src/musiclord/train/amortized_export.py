@@ -10,10 +10,12 @@ from typing import Any
 
 import torch
 
+from musiclord.errors import DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel, save_model
 from musiclord.train.common import TBWriter
 from musiclord.train.config import TrainConfig
+from musiclord.train.erasure import with_erasure
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,17 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
     out = LordModel(model.cfg, model.classes)
     out.load_state_dict(best["state"] if best.get("state") is not None else model.state_dict())
     out.to(dev)
+    erasure = None
+    if cfg.amortized.content_erasure:  # before the embeddings are chosen: val sees the codes translation will
+        try:
+            out, erasure = with_erasure(out, ds)
+        except DataError as e:  # a dataset too small for the fit must not lose the trained run
+            log.warning("amortized.content_erasure: not fitted (%s); the model is exported without it", e)
+            erasure = {"skipped": str(e)}
+        if cfg.amortized.erasure_adapt_steps and "skipped" not in erasure:
+            from musiclord.train.erasure_adapt import adapt_generator  # imports val_loss from here
+
+            erasure["adapt"] = adapt_generator(out, ds, loss_fn, cfg.amortized.erasure_adapt_steps, seed=cfg.seed)
     choice, val_stage1, val_mean = "stage1", None, None
     if val_x is not None:
         recs = val_records(ds, len(val_x))
@@ -111,6 +124,7 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
         "val_rec_stage1_embeddings": val_stage1,
         "val_rec_encoder_mean_embeddings": val_mean,
         "classes": list(model.classes),
+        "erasure": erasure,
     }
     save_model(out.cpu(), run_dir / "model.pt", ds.mel_config, meta=meta)
     log.info("wrote %s (stage 2, best val step %s, class embeddings: %s)", run_dir / "model.pt",
