@@ -5,7 +5,7 @@ The codes it is fitted on are the content encoder's on the `train` clips and the
 (the two training sample banks): no validation, development or test clip. The concept erased is
 the pair (class, bank), 2 K labels: every class has the same mean code within each bank, and the
 banks have the same mean. Against the class alone (K labels) it lowered the five-set dev probe
-from 0.265 to 0.233 for +0.001 of Merlin dev ratio (ablation 58): an unseen bank's instruments
+from 0.265 to 0.233 (folds by clip, as then) for +0.001 of Merlin dev ratio (ablation 58): an unseen bank's instruments
 differ in more directions than one training bank's do. The encoders and the generator are left as
 they are (train/erasure_adapt.py can then fine-tune the generator to the erased codes).
 """
