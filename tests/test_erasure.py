@@ -213,3 +213,53 @@ def test_config_refuses_an_adaptation_without_an_erasure():
         AmortizedConfig(content_erasure=True, erasure_adapt_steps=-1)
     q = AMORTIZED_PRESETS["quality"]
     assert q.content_erasure and q.erasure_adapt_steps == 1000
+
+
+def _bank_copy(data, root, foreign: bool = False):
+    """`data`'s training clips once more as a `rerender` split, coloured as another bank would colour them."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    shutil.copytree(data, root)
+    lines = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
+    mels = np.load(root / "mels.npy")
+    extra = []
+    for r in [r for r in lines if r["split"] == "train"]:
+        tilt = np.linspace(-1.0, 1.0, mels.shape[1])[:, None] * (0.5 + 0.3 * r["label"])
+        extra.append(mels[r["index"]] + tilt.astype(mels.dtype))
+        lines.append({**r, "clip_id": f"rerender-{r['clip_id']}", "split": "rerender", "index": len(lines),
+                      "content_id": "elsewhere" if foreign else r["clip_id"]})
+    np.save(root / "mels.npy", np.concatenate([mels, np.stack(extra)]))
+    (root / "manifest.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return root
+
+
+def test_more_banks_join_the_fit_and_foreign_ones_are_refused(data, tmp_path):
+    ds = Dataset.open(data)
+    bank = Dataset.open(_bank_copy(data, tmp_path / "bank"))
+    out, summary = with_erasure(_model(), ds, max_clips=1000, banks=(bank,))
+    assert summary["bank_clips"] == [36] and summary["rank"] <= 3 * len(CLASSES) - 1
+    rows = bank.select("rerender")
+    y = torch.tensor([r.label for r in rows])
+    before = encoder_codes(_model(), bank, rows).flatten(1)
+    after = encoder_codes(out, bank, rows).flatten(1)
+    spread = lambda m: float((m.max(0).values - m.min(0).values).abs().max())  # noqa: E731
+    # Within the extra bank too, every class now has the same mean code.
+    assert spread(_class_means(after, y, 3)) < 1e-3 * spread(_class_means(before, y, 3)) + 1e-5
+    foreign = Dataset.open(_bank_copy(data, tmp_path / "foreign", foreign=True))
+    with pytest.raises(DataError, match="not .* training clips in another bank"):
+        with_erasure(_model(), ds, max_clips=1000, banks=(foreign,))
+
+
+def test_cli_bank_data(data, tmp_path, capsys):
+    src = tmp_path / "m.pt"
+    save_model(_model(), src, MelConfig(), meta={"stage": "amortized"})
+    bank = _bank_copy(data, tmp_path / "bank")
+    args = ["erase", "--model", str(src), "--data", str(data)]
+    assert main(args + ["--bank-data", str(bank), "--out", str(tmp_path / "a.pt")]) == 0
+    assert "in 3 banks" in capsys.readouterr().out
+    assert load_model(tmp_path / "a.pt")[2]["erasure"]["bank_clips"] == [36]
+    assert main(args + ["--bank-data", str(data), "--out", str(tmp_path / "b.pt")]) == 2
+    assert "not" in capsys.readouterr().err and not (tmp_path / "b.pt").exists()

@@ -13,6 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="model file to write (a run directory gets model.pt)")
     p.add_argument("--max-clips", type=int, default=8000, help="training clips drawn for the fit (default 8000)")
     p.add_argument("--seed", type=int, default=0, help="the draw of clips")
+    p.add_argument("--bank-data", action="append", default=[], metavar="DIR",
+                   help="a dataset prepared with the same options and another --rerender-soundfont: its rerenders "
+                        "(the same training clips in another bank) join the fit as one more bank (repeatable)")
     p.add_argument("--adapt-steps", type=int, default=0,
                    help="then fine-tune the generator to the erased codes for this many steps (default 0: off)")
     p.set_defaults(func=_erase)
@@ -30,7 +33,9 @@ def _erase(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir() or not out.suffix:
         out = out / MODEL_FILE
-    s = erase_model(args.model, args.data, out, max_clips=args.max_clips, seed=args.seed, adapt_steps=args.adapt_steps)
-    print(f"erasure fitted on {sum(s['clips'].values())} training clips (rank {s['rank']}, codes changed by "
+    s = erase_model(args.model, args.data, out, max_clips=args.max_clips, seed=args.seed, adapt_steps=args.adapt_steps,
+                    bank_dirs=tuple(args.bank_data))
+    n = sum(s["clips"].values()) + sum(s["bank_clips"])
+    print(f"erasure fitted on {n} codes of training clips in {2 + len(s['banks'])} banks (rank {s['rank']}, codes changed by "
           f"{100 * s['relative_change']:.1f}%) -> {out}")
     return 0
