@@ -163,8 +163,14 @@ def test_erasure_fits_and_applies_on_cuda_as_on_the_cpu(data):
     assert gpu.erase_matrix.is_cuda
     mel = ds.mel_tensor(ds.select("val"))
     # cuDNN's TF32 convolutions move the codes by ~1e-3 of their size; the erasure must not add to it.
-    a, b = cpu.encode_content(mel), gpu.encode_content(mel.cuda()).cpu()
+    with torch.no_grad():
+        a, b = cpu.encode_content(mel), gpu.encode_content(mel.cuda()).cpu()
     assert torch.allclose(a, b, atol=3e-2 * float(a.abs().max())), float((a - b).abs().max())
+    from musiclord.losses import LossConfig, ReconstructionLoss
+    from musiclord.train.erasure_adapt import adapt_generator
+
+    r = adapt_generator(gpu, ds, ReconstructionLoss(LossConfig()).cuda(), steps=4, lr=3e-3, val_every=2)
+    assert set(r["val"]) == {"0", "2", "4"} and next(gpu.generator.parameters()).is_cuda
 
 
 def test_adapting_the_generator_keeps_the_best_on_val_and_touches_nothing_else(data, tmp_path):
