@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(the same training clips in another bank) join the fit as one more bank (repeatable)")
     p.add_argument("--adapt-steps", type=int, default=0,
                    help="then fine-tune the generator to the erased codes for this many steps (default 0: off)")
+    p.add_argument("--keep-translations", action="append", default=[], metavar="NAME",
+                   help="while adapting, hold translations into this instrument to what the model made before "
+                        "(the targets its critic judged, e.g. piano for the quality preset; repeatable)")
     p.set_defaults(func=_erase)
 
 
@@ -34,7 +37,7 @@ def _erase(args: argparse.Namespace) -> int:
     if out.is_dir() or not out.suffix:
         out = out / MODEL_FILE
     s = erase_model(args.model, args.data, out, max_clips=args.max_clips, seed=args.seed, adapt_steps=args.adapt_steps,
-                    bank_dirs=tuple(args.bank_data))
+                    bank_dirs=tuple(args.bank_data), keep=tuple(args.keep_translations))
     n = sum(s["clips"].values()) + sum(s["bank_clips"])
     print(f"erasure fitted on {n} codes of training clips in {2 + len(s['banks'])} banks (rank {s['rank']}, codes changed by "
           f"{100 * s['relative_change']:.1f}%) -> {out}")

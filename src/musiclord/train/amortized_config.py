@@ -78,8 +78,11 @@ class AmortizedConfig:
             lowered the five-set dev probe from 0.307 to 0.233 (by clip; 0.503 to 0.437 by passage)
             for +0.002 of Merlin dev ratio (ablation 58).
         erasure_adapt_steps: then fine-tune the generator alone to the erased codes for this many
-            steps (`train.erasure_adapt`, lr 1e-5, best on val; 0: off). `quality` uses 1000
-            (about a minute): Merlin dev ratio -0.003, pitch +0.003 to +0.014 (ablation 59).
+            steps (`train.erasure_adapt`, lr 1e-5, best on val; 0: off), holding the translations
+            into the classes the critic judged (`translation_to`, when w_adv_translation > 0) to
+            what stage 2 made of them. `quality` uses 1000 (about a minute): Merlin dev ratio
+            -0.003, pitch +0.003 to +0.014 (ablation 59); the held piano translations -0.003 more
+            (ablation 61).
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).

@@ -89,10 +89,6 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
         except DataError as e:  # a dataset too small for the fit must not lose the trained run
             log.warning("amortized.content_erasure: not fitted (%s); the model is exported without it", e)
             erasure = {"skipped": str(e)}
-        if cfg.amortized.erasure_adapt_steps and "skipped" not in erasure:
-            from musiclord.train.erasure_adapt import adapt_generator  # imports val_loss from here
-
-            erasure["adapt"] = adapt_generator(out, ds, loss_fn, cfg.amortized.erasure_adapt_steps, seed=cfg.seed)
     choice, val_stage1, val_mean = "stage1", None, None
     if val_x is not None:
         recs = val_records(ds, len(val_x))
@@ -109,6 +105,15 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
         if val_mean < val_stage1:
             choice = "encoder_mean"
             out.class_embeddings.copy_(means.to(dev))
+    if erasure and cfg.amortized.erasure_adapt_steps and "skipped" not in erasure:
+        # after the choice: the generator adapts to the embeddings `--to` will use (as v9 was made),
+        # and the translations the critic judged stay as stage 2 left them (ablation 61)
+        from musiclord.train.erasure_adapt import adapt_generator  # imports val_loss from here
+
+        ac = cfg.amortized
+        judged = () if ac.w_adv_translation <= 0 else ac.translation_to or tuple(model.classes)
+        erasure["adapt"] = adapt_generator(out, ds, loss_fn, ac.erasure_adapt_steps, seed=cfg.seed,
+                                           keep=tuple(model.classes.index(c) for c in judged))
     meta = {
         "stage": "amortized",
         "adversarial": cfg.amortized.w_adv > 0,

@@ -125,14 +125,19 @@ def training_loss_config(model_path: str | Path, meta: dict) -> "LossConfig":
 
 
 def erase_model(model_path: str | Path, data_dir: str | Path, out_path: str | Path, max_clips: int = 8000,
-                seed: int = 0, device: str = "cpu", adapt_steps: int = 0, bank_dirs: tuple = ()) -> dict:
+                seed: int = 0, device: str = "cpu", adapt_steps: int = 0, bank_dirs: tuple = (),
+                keep: tuple[str, ...] = ()) -> dict:
     """Load a model, fit its erasure on `data_dir`'s training codes (and the rerenders of `bank_dirs`,
     see `with_erasure`), optionally adapt its generator to the erased codes for `adapt_steps` steps
-    (train/erasure_adapt.py), save it to `out_path`."""
+    (train/erasure_adapt.py; `keep`: instrument names whose translations stay as they were), save it
+    to `out_path`."""
     model, mel_cfg, meta = load_model(model_path, map_location=device)
     if meta.get("stage") == "latent":
         raise ConfigError(f"{model_path}: a stage-1 model (its codes come from latent fitting, not an encoder); "
                           "erase a stage-2 model")
+    unknown = [k for k in keep if k not in model.classes]
+    if unknown:
+        raise ConfigError(f"unknown instrument {unknown[0]!r} to keep; this model knows: {', '.join(model.classes)}")
     loss_cfg = training_loss_config(model_path, meta) if adapt_steps > 0 else None
     ds = Dataset.open(data_dir)
     banks = tuple(Dataset.open(d) for d in bank_dirs)
@@ -142,7 +147,8 @@ def erase_model(model_path: str | Path, data_dir: str | Path, out_path: str | Pa
         from musiclord.train.erasure_adapt import adapt_generator
 
         loss_fn = ReconstructionLoss.from_config(loss_cfg, device)
-        summary["adapt"] = adapt_generator(out, ds, loss_fn, adapt_steps, seed=seed)
+        summary["adapt"] = adapt_generator(out, ds, loss_fn, adapt_steps, seed=seed,
+                                           keep=tuple(model.classes.index(k) for k in keep))
     meta = {**meta, "erasure": {**summary, "data": str(data_dir)}}
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     save_model(out.cpu(), out_path, mel_cfg, meta=meta)
