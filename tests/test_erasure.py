@@ -269,6 +269,10 @@ def test_cli_bank_data(data, tmp_path, capsys):
     assert load_model(tmp_path / "a.pt")[2]["erasure"]["bank_clips"] == [36]
     assert main(args + ["--bank-data", str(data), "--out", str(tmp_path / "b.pt")]) == 2
     assert "not" in capsys.readouterr().err and not (tmp_path / "b.pt").exists()
+    assert main(args + ["--keep-translations", "piano", "--out", str(tmp_path / "c.pt")]) == 2
+    assert "--adapt-steps" in capsys.readouterr().err
+    assert main(args + ["--adapt-steps", "1", "--keep-translations", "banjo", "--out", str(tmp_path / "d.pt")]) == 2
+    assert "unknown instrument 'banjo'" in capsys.readouterr().err and not (tmp_path / "d.pt").exists()
 
 
 def test_kept_translations_stay_closer_to_the_unadapted_generator(data):

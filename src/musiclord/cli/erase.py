@@ -33,6 +33,8 @@ def _erase(args: argparse.Namespace) -> int:
 
     if args.max_clips < 1 or args.adapt_steps < 0:
         raise ConfigError("--max-clips must be positive and --adapt-steps not negative")
+    if args.keep_translations and not args.adapt_steps:
+        raise ConfigError("--keep-translations applies to the adaptation: give --adapt-steps too")
     out = Path(args.out)
     if out.is_dir() or not out.suffix:
         out = out / MODEL_FILE
