@@ -217,6 +217,8 @@ def test_config_refuses_an_adaptation_without_an_erasure():
         AmortizedConfig(erasure_adapt_steps=10)
     with pytest.raises(ConfigError, match="erasure_adapt_steps"):
         AmortizedConfig(content_erasure=True, erasure_adapt_steps=-1)
+    with pytest.raises(ConfigError, match="erasure_banks"):
+        AmortizedConfig(erasure_banks=("elsewhere",))
     q = AMORTIZED_PRESETS["quality"]
     assert q.content_erasure and q.erasure_adapt_steps == 1000
 
@@ -297,3 +299,27 @@ def test_kept_translations_stay_closer_to_the_unadapted_generator(data):
             return float((model.generator(model.encode_content(x), e) - before).pow(2).mean())
 
     assert drift((0,)) < 0.5 * drift(())
+
+
+def test_training_fits_extra_banks_and_refuses_a_foreign_one_before_training(tmp_path):
+    from test_amortized import tiny_cfg
+
+    from musiclord.train.amortized import train_amortized
+    from musiclord.train.latent import train_latent
+
+    n_feat = 4 * 32  # the tiny preset's content code
+    data = write_dataset(tmp_path / "d", per_class=2 * n_feat // len(CLASSES) + 2)
+    bank = _bank_copy(data, tmp_path / "bank")
+    cfg = tiny_cfg(steps=2, w_adv=0.0, val_every=0, checkpoint_every=0, content_erasure=True,
+                   erasure_banks=(str(bank),))
+    train_latent(cfg, data, tmp_path / "run")
+    train_amortized(cfg, data, tmp_path / "run")
+    meta = load_model(tmp_path / "run")[2]
+    assert meta["erasure"]["banks"] == [str(bank)] and meta["erasure"]["bank_clips"] == [len(Dataset.open(data).select("train"))]
+    foreign = _bank_copy(data, tmp_path / "foreign", foreign=True)
+    bad = dataclasses.replace(cfg, amortized=dataclasses.replace(cfg.amortized, erasure_banks=(str(foreign),)))
+    (tmp_path / "run2").mkdir()
+    (tmp_path / "run2" / "latent.pt").write_bytes((tmp_path / "run" / "latent.pt").read_bytes())
+    with pytest.raises(DataError, match="not .* training clips"):
+        train_amortized(bad, data, tmp_path / "run2")
+    assert not (tmp_path / "run2" / "amortized.pt").exists()

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from musiclord.config import save_config, to_dict
+from musiclord.data import Dataset
 from musiclord.errors import CheckpointError, ConfigError, DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel
@@ -45,6 +46,7 @@ from musiclord.train.amortized_losses import TRANSLATION_SEED, amortized_loss, c
 from musiclord.train.augment import EQ_SEED, random_eq
 from musiclord.train.config import TrainConfig
 from musiclord.train.ema import WeightEMA, load_average
+from musiclord.train.erasure import check_banks
 from musiclord.train.latent import LATENT_FILE, read_latent
 from musiclord.train.rerender import CROSS_SWAP_SEED, TARGET_SWAP_SEED, rerender_rows, swap_rerenders
 
@@ -120,6 +122,8 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         raise CheckpointError(f"{run_dir / LATENT_FILE}: stage 1 used other generator or code sizes than this "
                               "config (model.* must match stage 1 except enc_channels and enc_blocks)")
     ds = open_dataset(data_dir)
+    if ac.erasure_banks:  # fail now, not after training at export
+        check_banks(ds, tuple(Dataset.open(d) for d in ac.erasure_banks))
     classes = list(ds.classes)
     if classes != lat.classes:
         raise DataError(f"{data_dir}: classes {classes} differ from stage 1's {lat.classes}")

@@ -83,6 +83,11 @@ class AmortizedConfig:
             what stage 2 made of them. `quality` uses 1000 (about a minute): Merlin dev ratio
             -0.003, pitch +0.003 to +0.014 (ablation 59); the held piano translations -0.003 more
             (ablation 61).
+        erasure_banks: more training sample banks for the erasure's fit: datasets prepared with the
+            same options as the training data and another `--rerender-soundfont`, whose rerenders
+            (the same training clips in that bank) join the fit as one more bank each (`musiclord
+            erase --bank-data`). The shipped model's fit had one, Debian's OPL3 bank (ablation 60):
+            `amortized.erasure_banks=[DATA_OPL3]`.
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).
@@ -118,6 +123,7 @@ class AmortizedConfig:
     ema_decay: float = 0.0
     content_erasure: bool = False
     erasure_adapt_steps: int = 0
+    erasure_banks: tuple[str, ...] = ()
     disc_channels: int = 16
     disc_conditional: bool = True
     grad_clip: float = 0.0
@@ -144,6 +150,8 @@ class AmortizedConfig:
             raise ConfigError("amortized.cross_prob must be in [0, 1]")
         if self.erasure_adapt_steps < 0 or (self.erasure_adapt_steps and not self.content_erasure):
             raise ConfigError("amortized.erasure_adapt_steps must be >= 0 and needs amortized.content_erasure")
+        if self.erasure_banks and not self.content_erasure:
+            raise ConfigError("amortized.erasure_banks needs amortized.content_erasure")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError("amortized.ema_decay must be in [0, 1) (0: off)")
         if not 0 <= self.timbre_eq_db <= 24:

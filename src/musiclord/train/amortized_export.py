@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from musiclord.data import Dataset
 from musiclord.errors import DataError
 from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel, save_model
@@ -85,7 +86,8 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
     erasure = None
     if cfg.amortized.content_erasure:  # before the embeddings are chosen: val sees the codes translation will
         try:
-            out, erasure = with_erasure(out, ds)
+            banks = tuple(Dataset.open(d) for d in cfg.amortized.erasure_banks)
+            out, erasure = with_erasure(out, ds, banks=banks)
         except DataError as e:  # a dataset too small for the fit must not lose the trained run
             log.warning("amortized.content_erasure: not fitted (%s); the model is exported without it", e)
             erasure = {"skipped": str(e)}

@@ -44,6 +44,16 @@ def encoder_codes(model: LordModel, ds: Dataset, rows: list, batch: int = 128) -
     return torch.cat(out)
 
 
+def check_banks(ds: Dataset, banks: tuple[Dataset, ...]) -> None:
+    """Raise DataError unless every dataset in `banks` holds `ds`'s training clips as its rerenders."""
+    train_ids = {r.clip_id for r in ds.select("train")}
+    for extra in banks:
+        more = extra.select("rerender")
+        if list(extra.classes) != list(ds.classes) or not more or any(r.content_id not in train_ids for r in more):
+            raise DataError(f"{extra.root}: its rerender split is not {ds.root}'s training clips in another bank "
+                            "(prepare it with the same options and another --rerender-soundfont)")
+
+
 def with_erasure(model: LordModel, ds: Dataset, max_clips: int = 8000, seed: int = 0,
                  banks: tuple[Dataset, ...] = ()) -> tuple[LordModel, dict]:
     """A copy of `model` whose content codes pass through an erasure fitted on `ds`'s training codes.
@@ -81,12 +91,9 @@ def with_erasure(model: LordModel, ds: Dataset, max_clips: int = 8000, seed: int
     k = len(model.classes)
     codes = [encoder_codes(out, ds, rows)]
     labels = [torch.tensor([r.label + k * FIT_SPLITS.index(r.split) for r in rows])]  # (class, bank)
-    train_ids = {r.clip_id for r in ds.select("train")}
+    check_banks(ds, banks)
     for i, extra in enumerate(banks):
         more = extra.select("rerender")
-        if list(extra.classes) != list(model.classes) or not more or any(r.content_id not in train_ids for r in more):
-            raise DataError(f"{extra.root}: its rerender split is not {ds.root}'s training clips in another bank "
-                            "(prepare it with the same options and another --rerender-soundfont)")
         more = [more[j] for j in np.sort(np.random.default_rng(seed + 1 + i).permutation(len(more))[:max_clips // 2])]
         codes.append(encoder_codes(out, extra, more))
         labels.append(torch.tensor([r.label + k * (len(FIT_SPLITS) + i) for r in more]))
