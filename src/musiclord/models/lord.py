@@ -52,12 +52,12 @@ class LordModel(nn.Module):
             raise KeyError(name)
         return self.classes.index(name)
 
-    def encode_content(self, mel: torch.Tensor) -> torch.Tensor:
+    def encode_content(self, mel: torch.Tensor, erased: bool = True) -> torch.Tensor:
         """mel (B, n_mels, n_frames) -> content (B, content_dim, content_frames), normalised per
         channel as `cfg.content_norm` says and erased as `cfg.content_erasure` says (what the
-        generator sees)."""
+        generator sees; `erased=False`: the codes before the erasure)."""
         content = normalise_content(self.content_encoder(mel), self.cfg.content_norm)
-        if self.cfg.content_erasure:
+        if self.cfg.content_erasure and erased:
             content = erase(content, self.erase_mean, self.erase_matrix)
         return content
 

@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from musiclord.data import Dataset
 from musiclord.losses import ReconstructionLoss
-from musiclord.models.generator import normalise_content
 from musiclord.models.lord import LordModel
 from musiclord.train.amortized_export import val_loss
 
@@ -85,7 +84,7 @@ def adapt_generator(model: LordModel, ds: Dataset, loss_fn: ReconstructionLoss, 
         y = torch.tensor([r.label for r in batch], device=dev)
         with torch.no_grad():
             content = model.encode_content(x)
-            raw = normalise_content(model.content_encoder(x), model.cfg.content_norm) if keep else None
+            raw = model.encode_content(x, erased=False) if keep else None
         gen.train()
         loss = loss_fn(gen(content, model.class_embeddings[y]), x)["total"]
         for t in keep:  # translations into t as the unadapted generator made them from the unerased codes
