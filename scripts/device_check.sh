@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (the `device` tool): the GPU tests, the benchmarks on cuda and a
 # profile of one translation; logs under $OUT. The machine has its own torch; the packages it
-# lacks travel as wheels in .whl/ (soundfile, soxr, librosa and their needs), the real clips in
+# lacks travel as wheels in .whl/ (carried: see scripts/device_env.sh), the real clips in
 # .clips/ (a copy of ../shared/data/real-clips). Usage: bash scripts/device_check.sh [--only NAMES]
 set -uo pipefail
 OUT=${OUT:-/tmp/musiclord-device}
