@@ -385,3 +385,28 @@ def test_content_norm_runs_both_stages_on_normalised_codes(tmp_path):
     with torch.no_grad():
         codes = model.encode_content(torch.from_numpy(np.load(data / "mels.npy")[:6].astype(np.float32)))
     torch.testing.assert_close(codes.mean(-1), torch.zeros(codes.shape[:2]), atol=1e-4, rtol=0)
+
+
+
+def test_erased_targets_have_one_mean_code_per_class_and_train(stage1, tmp_path):
+    """`amortized.erase_targets`: stage 2 regresses the stage-1 codes with the class erased (every
+    class has the same mean target, the codes otherwise move little); a run with it trains and
+    records the setting."""
+    from musiclord.train.amortized import content_targets
+
+    data, src = stage1
+    lat = read_latent(src)
+    plain = content_targets(lat.content.float(), lat.labels, len(CLASSES), tiny_cfg())
+    erased = content_targets(lat.content.float(), lat.labels, len(CLASSES), tiny_cfg(erase_targets=True))
+    torch.testing.assert_close(plain, lat.content.float())
+    means = torch.stack([erased[lat.labels == k].mean(0) for k in range(len(CLASSES))])
+    torch.testing.assert_close(means, means.mean(0).expand_as(means), atol=1e-5, rtol=0)
+    plain_means = torch.stack([plain[lat.labels == k].mean(0) for k in range(len(CLASSES))])
+    assert float((plain_means - plain_means.mean(0)).abs().max()) > 1e-3  # there was something to erase
+    assert float((erased - plain).norm() / plain.norm()) < 0.5
+    run = _copy_run(src, tmp_path / "run")
+    train_amortized(tiny_cfg(steps=6, w_adv=0.0, val_every=0, erase_targets=True), data, run)
+    from musiclord.config import load_config
+
+    assert load_model(run)[2]["stage"] == "amortized"
+    assert load_config(TrainConfig, run / "config.yaml").amortized.erase_targets is True

@@ -18,6 +18,7 @@ import numpy as np
 import soxr
 
 from musiclord.data.corpus import Note
+from musiclord.data.timidity import check_timidity_config, is_timidity_config, render_chunk_timidity
 from musiclord.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,11 @@ def find_soundfont(role: str) -> Path:
     return timgm6mb()
 
 
-def check_soundfont(path: str | Path) -> Path:
-    """The path if it is a SoundFont file (.sf2 or .sf3: a RIFF "sfbk" chunk), else a DataError."""
+def check_soundfont(path: str | Path, programs: tuple[int, ...] = ()) -> Path:
+    """The path if it is a SoundFont file (.sf2 or .sf3: a RIFF "sfbk" chunk) or a TiMidity++
+    configuration naming `programs` (data/timidity.py), else a DataError."""
+    if is_timidity_config(path):
+        return check_timidity_config(path, programs)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"soundfont {path}: no such file")
@@ -125,7 +129,7 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
     """Render clips with one fresh synthesiser.
 
     Args:
-        soundfont: .sf2/.sf3 path.
+        soundfont: .sf2/.sf3 path, or a TiMidity++ .cfg (each job then renders by itself).
         jobs: the clips, rendered in order.
         clip_s: clip length, seconds.
         sample_rate: output rate (the synth runs at RENDER_SR).
@@ -134,6 +138,11 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
         per job, a (clip_s * sample_rate,) float32 wave peak-normalised to HEADROOM, or None
         when the render is silent.
     """
+    n_out = int(round(clip_s * sample_rate))
+    n_render = int(round(clip_s * RENDER_SR))
+    if is_timidity_config(soundfont):
+        waves = render_chunk_timidity(soundfont, jobs, n_render, RENDER_SR, BEND_STEP_S, BEND_RANGE)
+        return [_finish(x, n_out, sample_rate) for x in waves]
     fs = _fluidsynth()
     if soundfont not in _KEEP:
         keep = fs.Synth(samplerate=float(RENDER_SR), **_SETTINGS)
@@ -141,8 +150,6 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
             raise DataError(f"soundfont {soundfont}: FluidSynth cannot load it")
         _KEEP[soundfont] = keep
     synth = fs.Synth(samplerate=float(RENDER_SR), gain=0.5, **_SETTINGS)
-    n_out = int(round(clip_s * sample_rate))
-    n_render = int(round(clip_s * RENDER_SR))
     try:
         sfid = synth.sfload(soundfont)
         # one channel per program, selected once: with dynamic sample loading a program change
@@ -180,11 +187,15 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
             synth.all_sounds_off(ch)
             synth.pitch_bend(ch, 0)
             _write_float(fs, synth, int(FLUSH_S * RENDER_SR))
-            x = np.concatenate(pieces)[:n_render]
-            y = soxr.resample(x, RENDER_SR, sample_rate, quality="HQ").astype(np.float32)
-            y = np.pad(y, (0, max(0, n_out - len(y))))[:n_out]
-            peak = float(np.abs(y).max())
-            out.append(None if peak < SILENT_PEAK else y * (HEADROOM / peak))
+            out.append(_finish(np.concatenate(pieces)[:n_render], n_out, sample_rate))
         return out
     finally:
         synth.delete()
+
+
+def _finish(x: np.ndarray, n_out: int, sample_rate: int) -> np.ndarray | None:
+    """A render at RENDER_SR -> (n_out,) float32 at sample_rate peak-normalised to HEADROOM; None if silent."""
+    y = soxr.resample(x, RENDER_SR, sample_rate, quality="HQ").astype(np.float32)
+    y = np.pad(y, (0, max(0, n_out - len(y))))[:n_out]
+    peak = float(np.abs(y).max())
+    return None if peak < SILENT_PEAK else y * (HEADROOM / peak)

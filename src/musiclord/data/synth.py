@@ -272,7 +272,10 @@ def prepare_synth(
         "aux": check_soundfont(opts.aux_soundfont or timgm6mb()),
     }
     if opts.rerender_fraction > 0:
-        banks["rerender"] = check_soundfont(opts.rerender_soundfont or find_soundfont("rerender"))
+        # a TiMidity++ bank must play every program rendered on it: the classes', and the cross renders'
+        cross = CROSS_PROGRAMS if opts.cross_fraction > 0 else ()
+        banks["rerender"] = check_soundfont(opts.rerender_soundfont or find_soundfont("rerender"),
+                                            tuple(i.program for i in insts) + cross)
     if banks["test"].resolve() == banks["train"].resolve():
         log.warning("the test clips use the training soundfont %s: the test will not measure a new bank", banks["train"])
     if "rerender" in banks and banks["rerender"].resolve() == banks["test"].resolve():

@@ -36,6 +36,7 @@ from musiclord.losses import ReconstructionLoss
 from musiclord.models import LordModel
 from musiclord.models.generator import normalise_content
 from musiclord.models.discriminator import DiscriminatorConfig, build_discriminator
+from musiclord.models.erasure import erase, fit_leace
 from musiclord.train.common import (
     BatchIterator, DistEnv, NonFiniteGuard, TBWriter, all_reduce_mean, cleanup_distributed, cosine_lr_factor,
     init_distributed, load_mels, load_state, open_dataset, progress, save_state, seed_everything, set_lr,
@@ -109,6 +110,18 @@ def train_amortized(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path,
             cleanup_distributed(env)
 
 
+def content_targets(content: torch.Tensor, labels: torch.Tensor, n_classes: int, cfg: TrainConfig) -> torch.Tensor:
+    """What the content encoder's output is compared to: the stage-1 codes (N, D, F) normalised as
+    `model.content_norm` says and, with `amortized.erase_targets`, with the class (labels (N,))
+    erased by LEACE fitted on them (a function of the codes alone: the same on every process and
+    on resume)."""
+    content = normalise_content(content, cfg.model.content_norm)
+    if cfg.amortized.erase_targets:
+        mean, matrix = fit_leace(content.flatten(1), labels, n_classes)
+        content = erase(content, mean, matrix)
+    return content
+
+
 def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_after: int | None,
            env: DistEnv) -> None:
     seed_everything(cfg.seed)
@@ -139,7 +152,7 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
     it = BatchIterator(mels, lat.rows.tolist(), ac.batch_size, seed=cfg.seed + 2, env=env)
     total = total_steps(cfg, it.steps_per_epoch)
     content_t, class_t, labels = lat.content.float(), lat.class_embeddings.float(), lat.labels
-    content_t = normalise_content(content_t, cfg.model.content_norm)  # what the encoder's output is compared to
+    content_t = content_targets(content_t, labels, len(classes), cfg)
     alt = rerender_rows(ds, lat.rows)
     n_alt = int((alt >= 0).any(1).sum())  # clips with a rerender
     cross = rerender_rows(ds, lat.rows, "cross") if ac.cross_prob > 0 else None

@@ -88,6 +88,10 @@ class AmortizedConfig:
             (the same training clips in that bank) join the fit as one more bank each (`musiclord
             erase --bank-data`). The shipped model's fit had one, Debian's OPL3 bank (ablation 60):
             `amortized.erasure_banks=[DATA_OPL3]`.
+        erase_targets: the content encoder regresses the stage-1 codes with the instrument erased
+            (a linear erasure fitted on them, class as the concept, before stage 2 starts), so that
+            the generator is fine-tuned, critic included, on codes that carry no linear trace of
+            the instrument (False: the stage-1 codes as they are).
         val_every: steps between validation passes (reconstruction loss on the val split; the
             best one is exported); 0: only at the end.
         val_clips: validation clips per pass (0: all).
@@ -124,6 +128,7 @@ class AmortizedConfig:
     content_erasure: bool = False
     erasure_adapt_steps: int = 0
     erasure_banks: tuple[str, ...] = ()
+    erase_targets: bool = False
     disc_channels: int = 16
     disc_conditional: bool = True
     grad_clip: float = 0.0
