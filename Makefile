@@ -7,8 +7,11 @@ TORCH := torch==2.13.0
 DEBS := libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont csound-soundfont
 TEST_DEBS := chromium
 RUN := runs/demo
+# the shipped model's recipe: two more training banks for its erasure (OPL3 FM, freepats by TiMidity++)
+QUALITY_DEBS := opl3-soundfont timidity freepats
+QUALITY := runs/quality
 
-.PHONY: setup test demo bench clean-demo
+.PHONY: setup test demo quality bench clean-demo
 
 setup: $(STAMP)
 
@@ -27,6 +30,19 @@ test: setup
 
 demo: setup
 	$(BIN)/musiclord demo --out $(RUN)
+
+# `quality`: the data, the two extra banks and the shipped model's training, from scratch or from where a
+# killed run stopped (a half-written dataset, without its dataset.json, is rendered again); about 35 min
+# of training on 2 CPU cores once the data exist (docs/results.md, ablation 64)
+quality: setup
+	@bash scripts/install_debs.sh $(QUALITY_DEBS)
+	@test -f $(QUALITY)/data/dataset.json || $(BIN)/musiclord prepare synth --force --out $(QUALITY)/data --cross-fraction 1
+	@test -f $(QUALITY)/opl3/dataset.json || $(BIN)/musiclord prepare synth --force --out $(QUALITY)/opl3 \
+		--rerender-soundfont /usr/share/sounds/sf2/OPL-3_FM_128M.sf2
+	@test -f $(QUALITY)/freepats/dataset.json || $(BIN)/musiclord prepare synth --force --out $(QUALITY)/freepats \
+		--rerender-soundfont /etc/timidity/freepats.cfg
+	$(BIN)/musiclord train --data $(QUALITY)/data --out $(QUALITY)/run --config quality --resume \
+		'amortized.erasure_banks=[$(QUALITY)/opl3,$(QUALITY)/freepats]'
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all

@@ -18,6 +18,7 @@ import numpy as np
 import soxr
 
 from musiclord.data.corpus import Note
+from musiclord.data.sampler import check_sample_bank, is_sample_bank, render_chunk_samples
 from musiclord.data.timidity import check_timidity_config, is_timidity_config, render_chunk_timidity
 from musiclord.errors import DataError
 
@@ -66,10 +67,13 @@ def find_soundfont(role: str) -> Path:
 
 
 def check_soundfont(path: str | Path, programs: tuple[int, ...] = ()) -> Path:
-    """The path if it is a SoundFont file (.sf2 or .sf3: a RIFF "sfbk" chunk) or a TiMidity++
-    configuration naming `programs` (data/timidity.py), else a DataError."""
+    """The path if it is a SoundFont file (.sf2 or .sf3: a RIFF "sfbk" chunk), a TiMidity++
+    configuration (data/timidity.py) or a folder of per-note recordings (data/sampler.py) playing
+    `programs`, else a DataError."""
     if is_timidity_config(path):
         return check_timidity_config(path, programs)
+    if is_sample_bank(path):
+        return check_sample_bank(path, programs)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"soundfont {path}: no such file")
@@ -129,7 +133,8 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
     """Render clips with one fresh synthesiser.
 
     Args:
-        soundfont: .sf2/.sf3 path, or a TiMidity++ .cfg (each job then renders by itself).
+        soundfont: .sf2/.sf3 path, a TiMidity++ .cfg or a sample bank's folder (each job then
+            renders by itself).
         jobs: the clips, rendered in order.
         clip_s: clip length, seconds.
         sample_rate: output rate (the synth runs at RENDER_SR).
@@ -143,6 +148,8 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
     if is_timidity_config(soundfont):
         waves = render_chunk_timidity(soundfont, jobs, n_render, RENDER_SR, BEND_STEP_S, BEND_RANGE)
         return [_finish(x, n_out, sample_rate) for x in waves]
+    if is_sample_bank(soundfont):
+        return [_finish(x, n_out, sample_rate) for x in render_chunk_samples(soundfont, jobs, n_render, RENDER_SR)]
     fs = _fluidsynth()
     if soundfont not in _KEEP:
         keep = fs.Synth(samplerate=float(RENDER_SR), **_SETTINGS)

@@ -86,8 +86,9 @@ class AmortizedConfig:
         erasure_banks: more training sample banks for the erasure's fit: datasets prepared with the
             same options as the training data and another `--rerender-soundfont`, whose rerenders
             (the same training clips in that bank) join the fit as one more bank each (`musiclord
-            erase --bank-data`). The shipped model's fit had one, Debian's OPL3 bank (ablation 60):
-            `amortized.erasure_banks=[DATA_OPL3]`.
+            erase --bank-data`). The shipped model's fit had two, Debian's OPL3 bank (ablation 60) and
+            freepats played by TiMidity++ (ablation 66): `amortized.erasure_banks=[DATA_OPL3,DATA_FREEPATS]`
+            (`make quality`).
         erase_targets: the content encoder regresses the stage-1 codes with the instrument erased
             (a linear erasure fitted on them, class as the concept, before stage 2 starts), so that
             the generator is fine-tuned, critic included, on codes that carry no linear trace of

@@ -8,7 +8,7 @@ banks have the same mean. Against the class alone (K labels) it lowered the five
 from 0.265 to 0.233 (folds by clip, as then) for +0.001 of Merlin dev ratio (ablation 58): an unseen bank's instruments
 differ in more directions than one training bank's do. A third bank (`banks`: the same training
 clips rendered by Debian's OPL3 FM bank) lowered it again, from 0.446 to 0.389 by passage, the ratio
-unchanged (ablation 60). The encoders and the generator are left as they are
+unchanged (ablation 60), and a fourth (Debian's freepats, by TiMidity++) to 0.352 (ablation 66). The encoders and the generator are left as they are
 (train/erasure_adapt.py can then fine-tune the generator to the erased codes).
 """
 
