@@ -1,4 +1,5 @@
-"""Rendering note windows with FluidSynth (pyfluidsynth) and General MIDI programs.
+"""Rendering note windows with FluidSynth (pyfluidsynth) and General MIDI programs (or, for a
+TiMidity++ configuration or a folder of per-note recordings, data/timidity.py and data/sampler.py).
 
 Every chunk of windows is rendered by a fresh synthesiser, one window after another with all
 sound stopped and a flush between them, so a window's audio depends only on its chunk and never
@@ -145,11 +146,10 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
     """
     n_out = int(round(clip_s * sample_rate))
     n_render = int(round(clip_s * RENDER_SR))
-    if is_timidity_config(soundfont):
-        waves = render_chunk_timidity(soundfont, jobs, n_render, RENDER_SR, BEND_STEP_S, BEND_RANGE)
+    if is_timidity_config(soundfont) or is_sample_bank(soundfont):  # banks FluidSynth cannot play
+        waves = (render_chunk_timidity(soundfont, jobs, n_render, RENDER_SR, BEND_STEP_S, BEND_RANGE)
+                 if is_timidity_config(soundfont) else render_chunk_samples(soundfont, jobs, n_render, RENDER_SR))
         return [_finish(x, n_out, sample_rate) for x in waves]
-    if is_sample_bank(soundfont):
-        return [_finish(x, n_out, sample_rate) for x in render_chunk_samples(soundfont, jobs, n_render, RENDER_SR)]
     fs = _fluidsynth()
     if soundfont not in _KEEP:
         keep = fs.Synth(samplerate=float(RENDER_SR), **_SETTINGS)
