@@ -147,7 +147,8 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
     n_out = int(round(clip_s * sample_rate))
     n_render = int(round(clip_s * RENDER_SR))
     if is_timidity_config(soundfont) or is_sample_bank(soundfont):  # banks FluidSynth cannot play
-        waves = (render_chunk_timidity(soundfont, jobs, n_render, RENDER_SR, BEND_STEP_S, BEND_RANGE)
+        waves = (render_chunk_timidity(soundfont, jobs, [_vibrato_events(j.vibrato, n_render) for j in jobs],
+                                       n_render, RENDER_SR)
                  if is_timidity_config(soundfont) else render_chunk_samples(soundfont, jobs, n_render, RENDER_SR))
         return [_finish(x, n_out, sample_rate) for x in waves]
     fs = _fluidsynth()

@@ -67,34 +67,31 @@ def check_timidity_config(path: str | Path, programs: tuple[int, ...] = ()) -> P
     return path
 
 
-def _midi(job: RenderJob, path: Path, bend_step_s: float, bend_range: int) -> None:
-    """Write one window as a MIDI file (the vibrato as pitch-wheel events every bend_step_s)."""
+def _midi(job: RenderJob, bends: list[tuple[int, int, int, int]], render_sr: int, path: Path) -> None:
+    """Write one window as a MIDI file, with the pitch-wheel events (sample, 2, value, 0) of its
+    vibrato (render._vibrato_events, at render_sr)."""
     import pretty_midi
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     inst = pretty_midi.Instrument(program=job.program)
     for (on, dur, pitch), vel in zip(job.notes, job.velocities):
         inst.notes.append(pretty_midi.Note(velocity=int(vel), pitch=int(pitch), start=on, end=on + max(dur, 1e-3)))
-    cents, hz, phase = job.vibrato
-    if cents > 0 and job.notes:
-        end = max(on + dur for on, dur, _ in job.notes)
-        for t in np.arange(0.0, end, bend_step_s):
-            bend = np.rint(cents / (100 * bend_range) * 8192 * np.sin(2 * np.pi * hz * t + phase))
-            inst.pitch_bends.append(pretty_midi.PitchBend(int(np.clip(bend, -8192, 8191)), float(t)))
+    inst.pitch_bends.extend(pretty_midi.PitchBend(value, when / render_sr) for when, _, value, _ in bends)
     pm.instruments.append(inst)
     pm.write(str(path))
 
 
-def render_chunk_timidity(config: str, jobs: list[RenderJob], n_render: int, render_sr: int,
-                          bend_step_s: float, bend_range: int) -> list[np.ndarray]:
-    """Render each job alone: (n_render,) float32 mono waves at render_sr (zero-padded)."""
+def render_chunk_timidity(config: str, jobs: list[RenderJob], bends: list[list[tuple[int, int, int, int]]],
+                          n_render: int, render_sr: int) -> list[np.ndarray]:
+    """Render each job alone (with its pitch-wheel events in `bends`): (n_render,) float32 mono
+    waves at render_sr (zero-padded)."""
     import soundfile as sf
 
     out = []
     with tempfile.TemporaryDirectory(prefix="musiclord-timidity-") as tmp:
         mid, wav = Path(tmp) / "w.mid", Path(tmp) / "w.wav"
-        for job in jobs:
-            _midi(job, mid, bend_step_s, bend_range)
+        for job, job_bends in zip(jobs, bends):
+            _midi(job, job_bends, render_sr, mid)
             cmd = ["timidity", "-c", config, "-Ow", "--output-mono", "-s", str(render_sr), "-EFreverb=0",
                    "-EFchorus=0", "-o", str(wav), str(mid)]
             try:
