@@ -32,8 +32,8 @@ demo: setup
 	$(BIN)/musiclord demo --out $(RUN)
 
 # `quality`: the data, the two extra banks and the shipped model's training, from scratch or from where a
-# killed run stopped (a half-written dataset, without its dataset.json, is rendered again); about 35 min
-# of training on 2 CPU cores once the data exist (docs/results.md, ablation 64)
+# killed run stopped (a half-written dataset, without its dataset.json, is rendered again); 35.5 min in
+# all on session 21's 2-core machine (docs/results.md, ablation 68)
 quality: setup
 	@bash scripts/install_debs.sh $(QUALITY_DEBS)
 	@test -f $(QUALITY)/data/dataset.json || $(BIN)/musiclord prepare synth --force --out $(QUALITY)/data --cross-fraction 1
