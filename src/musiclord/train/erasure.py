@@ -24,7 +24,7 @@ import torch
 
 from musiclord.data import Dataset
 from musiclord.errors import ConfigError, DataError
-from musiclord.models.erasure import fit_leace
+from musiclord.models.erasure import erase, fit_leace
 from musiclord.models.lord import LordModel, load_model, save_model
 
 if TYPE_CHECKING:
@@ -88,10 +88,10 @@ def with_erasure(model: LordModel, ds: Dataset, max_clips: int = 8000, seed: int
     if unexpected or set(missing) - {"erase_mean", "erase_matrix"}:  # the erasure's buffers stay zeros until fitted
         raise ValueError(f"with_erasure: state does not match ({(unexpected + missing)[:3]})")
     out.eval()
+    check_banks(ds, banks)  # before any encoding
     k = len(model.classes)
     codes = [encoder_codes(out, ds, rows)]
     labels = [torch.tensor([r.label + k * FIT_SPLITS.index(r.split) for r in rows])]  # (class, bank)
-    check_banks(ds, banks)
     for i, extra in enumerate(banks):
         more = extra.select("rerender")
         more = [more[j] for j in np.sort(np.random.default_rng(seed + 1 + i).permutation(len(more))[:max_clips // 2])]
@@ -100,8 +100,8 @@ def with_erasure(model: LordModel, ds: Dataset, max_clips: int = 8000, seed: int
     n_banks = len(FIT_SPLITS) + len(banks)
     mean, matrix = fit_leace(torch.cat(codes).flatten(1), torch.cat(labels), k * n_banks)
     out.set_erasure(mean.to(out.erase_mean.device), matrix.to(out.erase_mean.device))
-    erased = encoder_codes(out, ds, rows[:512])
-    change = float((erased - codes[0][:512]).norm() / codes[0][:512].norm())
+    before = codes[0][:512]  # the codes already read, erased as encode_content would: no second encoder pass
+    change = float((erase(before, mean, matrix) - before).norm() / before.norm())
     summary = {
         "clips": {s: sum(r.split == s for r in rows) for s in FIT_SPLITS},
         "banks": [str(b.root) for b in banks],
