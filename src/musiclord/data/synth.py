@@ -32,6 +32,7 @@ from musiclord.data.corpus import Line, Window, corpus_root, cut_windows, defaul
 from musiclord.data.instruments import Instrument, common_range, resolve_instruments
 from musiclord.data.parallel import Workers
 from musiclord.data.render import MAX_PROGRAMS, RenderJob, check_soundfont, find_soundfont, render_chunk, timgm6mb
+from musiclord.data.sf2info import shared_with_test
 from musiclord.data.writer import DatasetWriter, check_output
 from musiclord.errors import DataError
 
@@ -161,27 +162,47 @@ def _split_programs(clips: list[_Clip], most: int = MAX_PROGRAMS) -> list[list[_
     return [cs for cs in out if cs]
 
 
-def _cross_clips(train: list[_Clip], insts: list[Instrument], banks: list[str], opts: SynthOptions) -> list[_Clip]:
+def _cross_clips(train: list[_Clip], insts: list[Instrument], banks: list[str], opts: SynthOptions,
+                 banned: dict[str, set[int]]) -> list[_Clip]:
     """Each training clip `opts.cross_per_clip` times more, each time on another instrument (split
     "cross", after everything else so that every other clip keeps its render): a program drawn
-    from CROSS_PROGRAMS and the other classes' programs (none twice for a clip), on a bank drawn
-    from `banks`, with a vibrato when `opts.cross_vibrato_cents` > 0. The first render of each clip
-    draws as it did before there could be several. Ordered by bank and program, so that a render
-    chunk holds few programs (FluidSynth gives each its own channel)."""
+    from CROSS_PROGRAMS and the other classes' programs (none twice for a clip, none of the drawn
+    bank's `banned`), on a bank drawn from `banks`, with a vibrato when `opts.cross_vibrato_cents`
+    > 0. The first render of each clip draws as it did before there could be several. Ordered by
+    bank and program, so that a render chunk holds few programs (FluidSynth gives each its own
+    channel)."""
     out = []
     taken: dict[str, set[int]] = {c.clip_id: {c.inst.program} for c in train}
     for k in range(opts.cross_per_clip):
         rng = np.random.default_rng([opts.seed, 3] if k == 0 else [opts.seed, 3, k])
         wobble = np.random.default_rng([opts.seed, 4, k])
         for c in train:
-            pool = [p for p in (*CROSS_PROGRAMS, *(i.program for i in insts)) if p not in taken[c.clip_id]]
             bank = banks[int(rng.integers(len(banks)))]
+            pool = [p for p in (*CROSS_PROGRAMS, *(i.program for i in insts))
+                    if p not in taken[c.clip_id] and p not in banned.get(bank, ())]
             program = int(pool[int(rng.integers(len(pool)))])
             taken[c.clip_id].add(program)
             vibrato = _draw_vibrato(wobble, opts.cross_vibrato_cents)
             out.append(_Clip(f"cross-{c.clip_id}" if k == 0 else f"cross{k + 1}-{c.clip_id}", "cross", c.inst,
                              c.window, bank, c.clip_id, program, vibrato))
     return sorted(out, key=lambda c: (c.soundfont, c.program))
+
+
+def _test_leaks(banks: dict[str, Path], insts: list[Instrument], opts: SynthOptions) -> dict[str, set[int]]:
+    """{training bank: its programs that play samples the test bank plays for a class}
+    (data/sf2info.py): nothing is rerendered or cross-rendered on them (warned); a class's own
+    training or aux bank sharing them is only warned of, as a training bank that is the test bank."""
+    classes = {i.program for i in insts}
+    asked = classes | (set(CROSS_PROGRAMS) if opts.cross_fraction > 0 else set())
+    out: dict[str, set[int]] = {}
+    for role in ("train", "aux", "rerender"):
+        shared = shared_with_test(banks[role], asked, banks["test"], classes) if role in banks else {}
+        if shared:
+            log.warning("the %s bank %s plays the test bank's samples on programs %s (%s shared): no rerender or "
+                        "cross render uses them%s", role, banks[role], sorted(shared), list(shared.values()),
+                        "" if role == "rerender" else "; the test measures no new bank for a class among them")
+            out.setdefault(str(banks[role]), set()).update(shared)
+    return out
 
 
 def _draw_vibrato(rng: np.random.Generator, cents: float) -> tuple[float, float, float]:
@@ -325,11 +346,14 @@ def _prepare(
                         vibrato=_draw_vibrato(wobble, opts.test_vibrato_cents if i.program >= 16 else 0.0))
                   for i in insts]
     # last, so that adding them leaves every other clip's render (and row) as it was
+    banned = _test_leaks(banks, insts, opts)
     n_rerender = int(round(opts.rerender_fraction * k * per_class["train"])) if "rerender" in banks else 0
-    clips += [_Clip(f"rerender-{c.clip_id}", "rerender", c.inst, c.window, str(banks["rerender"]), c.clip_id)
-              for c in clips[:n_rerender]]
+    rerender = [_Clip(f"rerender-{c.clip_id}", "rerender", c.inst, c.window, str(banks["rerender"]), c.clip_id)
+                for c in clips[:n_rerender] if c.inst.program not in banned.get(str(banks["rerender"]), ())]
+    n_rerender = len(rerender)
+    clips += rerender
     cross = _cross_clips(clips[:int(round(opts.cross_fraction * k * per_class["train"]))], insts,
-                         [str(banks[b]) for b in ("train", "rerender") if b in banks], opts)
+                         [str(banks[b]) for b in ("train", "rerender") if b in banks], opts, banned)
     clips += cross
 
     chunks = []

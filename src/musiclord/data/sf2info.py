@@ -1,0 +1,96 @@
+"""Which samples a SoundFont's presets play: the check that no training bank holds the test bank's.
+
+Free General MIDI banks borrow from each other: MuseScore_General (our test bank) takes its cello
+from GeneralUser GS, sample for sample. A bank that shares the test bank's samples for a program
+would let the test hear in training what it claims is a new bank, so `prepare synth` renders
+nothing on such a program (data/synth.py). A sample is known by its name and sample rate, which
+an SF3's compression keeps (names alone collide across unrelated banks: "Violin G#5").
+
+Reads the RIFF `pdta` list of an SF2 or SF3 file (presets -> instruments -> sample headers);
+the sample data are never read. Other banks (a TiMidity++ configuration, a folder of
+recordings) have no such table: nothing is known of them, and nothing is reported shared.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from musiclord.errors import DataError
+
+SampleKey = tuple[str, int]  # (sample name, sample rate)
+
+_INSTRUMENT, _SAMPLE_ID = 41, 53  # generator operators: a preset zone's instrument, an instrument zone's sample
+_RECORDS = {"phdr": (38, "<20sHHHIII"), "pbag": (4, "<HH"), "pgen": (4, "<HH"), "inst": (22, "<20sH"),
+            "ibag": (4, "<HH"), "igen": (4, "<HH"), "shdr": (46, "<20sIIIIIBbHH")}
+
+
+def _chunks(data: bytes, start: int, end: int):  # type: ignore[no-untyped-def]
+    """(id, offset, size) of the RIFF chunks in data[start:end]."""
+    while start + 8 <= end:
+        cid, size = data[start : start + 4], struct.unpack("<I", data[start + 4 : start + 8])[0]
+        yield cid, start + 8, size
+        start += 8 + size + (size & 1)
+
+
+def _pdta(path: Path) -> dict[str, list[tuple]]:
+    data = path.read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"sfbk":
+        raise DataError(f"{path}: not a SoundFont (SF2/SF3) file")
+    for cid, off, size in _chunks(data, 12, len(data)):
+        if cid == b"LIST" and data[off : off + 4] == b"pdta":
+            raw = {c.decode("latin1"): data[o : o + s] for c, o, s in _chunks(data, off + 4, off + size)}
+            if not set(_RECORDS) <= set(raw):
+                break
+            return {k: [struct.unpack(fmt, raw[k][i : i + n]) for i in range(0, len(raw[k]) - n + 1, n)]
+                    for k, (n, fmt) in _RECORDS.items()}
+    raise DataError(f"{path}: SoundFont without a complete preset table (pdta)")
+
+
+def _name(raw: bytes) -> str:
+    return raw.split(b"\0")[0].decode("latin1")
+
+
+def preset_samples(path: str | Path, programs: set[int] | None = None) -> dict[int, frozenset[SampleKey]]:
+    """The samples each General MIDI program (bank 0) of an SF2/SF3 file can play.
+
+    Args:
+        path: the SoundFont.
+        programs: only these programs (None: all of bank 0's).
+
+    Returns:
+        {program: frozenset of (sample name, sample rate)}, for the programs the bank has.
+    """
+    t = _pdta(Path(path))
+    phdr, pbag, pgen, inst, ibag, igen, shdr = (t[k] for k in _RECORDS)
+    out: dict[int, frozenset[SampleKey]] = {}
+    for i, (_, program, bank, first_bag, *_rest) in enumerate(phdr[:-1]):
+        if bank != 0 or (programs is not None and program not in programs):
+            continue
+        keys = set()
+        for b in range(first_bag, phdr[i + 1][3]):
+            for oper, inst_id in pgen[pbag[b][0] : pbag[b + 1][0]]:
+                if oper != _INSTRUMENT or inst_id + 1 >= len(inst):
+                    continue
+                for z in range(inst[inst_id][1], inst[inst_id + 1][1]):
+                    for op2, sample_id in igen[ibag[z][0] : ibag[z + 1][0]]:
+                        if op2 == _SAMPLE_ID and sample_id < len(shdr):
+                            keys.add((_name(shdr[sample_id][0]), int(shdr[sample_id][5])))
+        out[program] = frozenset(keys)
+    return out
+
+
+def is_soundfont(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in (".sf2", ".sf3") and Path(path).is_file()
+
+
+def shared_with_test(bank: str | Path, programs: set[int], test_bank: str | Path,
+                     test_programs: set[int]) -> dict[int, int]:
+    """{program of `bank` (among `programs`): how many of its samples `test_bank` plays on one of
+    `test_programs`}, for the programs that share any; {} when either is not an SF2/SF3 file or
+    both are the same file (`prepare synth` warns of that case on its own)."""
+    if not (is_soundfont(bank) and is_soundfont(test_bank)) or Path(bank).resolve() == Path(test_bank).resolve():
+        return {}
+    heard = set().union(*preset_samples(test_bank, test_programs).values())
+    shared = {p: len(keys & heard) for p, keys in preset_samples(bank, programs).items()}
+    return {p: n for p, n in sorted(shared.items()) if n}
