@@ -3,8 +3,9 @@
 Free General MIDI banks borrow from each other: MuseScore_General (our test bank) takes its cello
 from GeneralUser GS, sample for sample. A bank that shares the test bank's samples for a program
 would let the test hear in training what it claims is a new bank, so `prepare synth` renders
-nothing on such a program (data/synth.py). A sample is known by its name and sample rate, which
-an SF3's compression keeps (names alone collide across unrelated banks: "Violin G#5").
+nothing on such a program (data/synth.py). A sample is known by its name, sample rate and loop
+length in frames, which an SF3's compression keeps; name and rate alone collide across unrelated
+banks (csound's "Flute G#5", 3753 frames with a 16-frame loop, is not MuseScore_General's).
 
 Reads the RIFF `pdta` list of an SF2 or SF3 file (presets -> instruments -> sample headers);
 the sample data are never read. Other banks (a TiMidity++ configuration, a folder of
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from musiclord.errors import DataError
 
-SampleKey = tuple[str, int]  # (sample name, sample rate)
+SampleKey = tuple[str, int, int]  # (sample name, sample rate, loop length in frames)
 
 _INSTRUMENT, _SAMPLE_ID = 41, 53  # generator operators: a preset zone's instrument, an instrument zone's sample
 _RECORDS = {"phdr": (38, "<20sHHHIII"), "pbag": (4, "<HH"), "pgen": (4, "<HH"), "inst": (22, "<20sH"),
@@ -59,7 +60,7 @@ def preset_samples(path: str | Path, programs: set[int] | None = None) -> dict[i
         programs: only these programs (None: all of bank 0's).
 
     Returns:
-        {program: frozenset of (sample name, sample rate)}, for the programs the bank has.
+        {program: frozenset of SampleKey}, for the programs the bank has.
     """
     t = _pdta(Path(path))
     phdr, pbag, pgen, inst, ibag, igen, shdr = (t[k] for k in _RECORDS)
@@ -75,7 +76,8 @@ def preset_samples(path: str | Path, programs: set[int] | None = None) -> dict[i
                 for z in range(inst[inst_id][1], inst[inst_id + 1][1]):
                     for op2, sample_id in igen[ibag[z][0] : ibag[z + 1][0]]:
                         if op2 == _SAMPLE_ID and sample_id < len(shdr):
-                            keys.add((_name(shdr[sample_id][0]), int(shdr[sample_id][5])))
+                            name, _, _, loop_start, loop_end, rate, *_ = shdr[sample_id]
+                            keys.add((_name(name), int(rate), int(loop_end) - int(loop_start)))
         out[program] = frozenset(keys)
     return out
 
