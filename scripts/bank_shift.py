@@ -20,7 +20,7 @@ from musiclord.audio import invert, logmel
 from musiclord.evaluate.adapters import load_translator, open_dataset
 from musiclord.evaluate.lsd import lsd
 from musiclord.evaluate.oracle import oracle_waves
-from musiclord.evaluate.probe import probe_accuracy
+from musiclord.evaluate.probe import paired_labels, probe_accuracy
 from musiclord.evaluate.run import EvalOptions, fit_length, pick_passages
 
 
@@ -39,8 +39,7 @@ def main() -> None:
     train = oracle_waves(ds, args.data, classes, cids)
     if train is None:
         raise SystemExit(f"{args.data}: no note lists or training bank: nothing to compare")
-    labels = np.tile(np.arange(len(classes)), len(cids))
-    passages = np.repeat(np.arange(len(cids)), len(classes))
+    labels, passages = paired_labels(len(cids), len(classes))
     print(f"{len(cids)} test passages of {args.data}; LSD against the test bank's ground truth, "
           f"{args.gl_iters} GL iterations")
     print(f"{'model':24s} {'input bank':10s} " + " ".join(f"{'->' + c:>9s}" for c in classes) + f" {'mean':>6s} {'probe':>6s}")

@@ -44,7 +44,7 @@ import torch
 
 from musiclord.evaluate.adapters import load_translator, open_dataset
 from musiclord.evaluate.lsd import lsd
-from musiclord.evaluate.probe import probe_accuracy
+from musiclord.evaluate.probe import paired_labels, probe_accuracy
 from musiclord.evaluate.run import EvalOptions, GroundTruth, pick_passages, pitch_accuracy, pitch_tracks, translate_all
 
 
@@ -66,8 +66,7 @@ def score(run: str, ds, gt: GroundTruth, classes: list[str], opts: EvalOptions) 
         lsd_t.append(a), lsd_c.append(c), rpa.append(r)
     with torch.no_grad():
         codes = tr.content_codes(gt.mel.flatten(0, 1)).float()
-    labels = np.tile(np.arange(len(classes)), len(gt.cids))
-    passages = np.repeat(np.arange(len(gt.cids)), len(classes))
+    labels, passages = paired_labels(len(gt.cids), len(classes))
     probe = probe_accuracy(codes.reshape(len(codes), -1).numpy(), labels, seed=opts.seed, groups=passages)["accuracy"]
     return {
         "run": run,

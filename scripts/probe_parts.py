@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from musiclord.evaluate.adapters import load_translator, open_dataset
-from musiclord.evaluate.probe import probe_accuracy
+from musiclord.evaluate.probe import paired_labels, probe_accuracy
 
 
 def views(codes: torch.Tensor) -> dict[str, np.ndarray]:
@@ -67,8 +67,7 @@ def main() -> None:
     classes = list(ds.classes)
     paired = ds.paired(args.split)
     recs = [paired[c][k] for c in sorted(paired) for k in classes]
-    labels = np.array([classes.index(r.cls) for r in recs])
-    passages = np.repeat(np.arange(len(paired)), len(classes))  # folds keep a passage's renders together
+    labels, passages = paired_labels(len(paired), len(classes))  # folds keep a passage's renders together
     mel = ds.mel_tensor(recs)
     out = {}
     for run in args.model:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from musiclord.evaluate.adapters import load_translator, open_dataset
-from musiclord.evaluate.probe import probe_accuracy
+from musiclord.evaluate.probe import paired_labels, probe_accuracy
 from musiclord.evaluate.run import EvalOptions, pick_passages
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     pairs = ds.paired()
     mel = ds.mel_tensor([pairs[c][x] for c in cids for x in classes])  # (P * K, n_mels, frames)
     p = len(cids)
-    labels, groups = np.tile(np.arange(k), p), np.repeat(np.arange(p), k)
+    labels, groups = paired_labels(p, k)
     rng = np.random.default_rng(0)
     subsets = [np.sort(rng.choice(p, min(args.subset, p), replace=False)) for _ in range(args.draws)]
     out = {}

@@ -7,7 +7,7 @@ import pytest
 
 from musiclord.evaluate.lsd import lsd
 from musiclord.evaluate.pitch import raw_pitch_accuracy, track_f0
-from musiclord.evaluate.probe import probe_accuracy
+from musiclord.evaluate.probe import paired_labels, probe_accuracy
 
 SR = 16000
 
@@ -140,8 +140,8 @@ def test_grouped_probe_does_not_reward_codes_that_only_know_the_passage() -> Non
     n_pass, k = 40, 4
     passage = rng.standard_normal((n_pass, 24)) * 3
     x = np.repeat(passage, k, axis=0) + 0.1 * rng.standard_normal((n_pass * k, 24))
-    labels = np.tile(np.arange(k), n_pass)
-    groups = np.repeat(np.arange(n_pass), k)
+    labels, groups = paired_labels(n_pass, k)  # passage by passage, the instruments in order
+    assert len(labels) == len(groups) == n_pass * k and (labels[k + 2], groups[k + 2]) == (2, 1)
     by_clip = probe_accuracy(x, labels, seed=0, repeats=2)
     by_passage = probe_accuracy(x, labels, seed=0, repeats=2, groups=groups)
     assert by_clip["accuracy"] < 0.15 and not by_clip["grouped"]

@@ -19,6 +19,13 @@ def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return float(mid - half), float(mid + half)
 
 
+def paired_labels(passages: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, groups), each (passages * classes,), of a paired split's clips read passage by
+    passage with the classes in order inside each: the class index, and the passage index that
+    `probe_accuracy(groups=...)` keeps in one fold."""
+    return np.tile(np.arange(classes), passages), np.repeat(np.arange(passages), classes)
+
+
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0,
                    repeats: int = 5, kind: str = "linear", groups: np.ndarray | None = None) -> dict[str, float]:
     """Cross-validated accuracy of a classifier reading `labels` from `features`.

@@ -28,7 +28,7 @@ from musiclord.evaluate.intervals import passage_bootstrap
 from musiclord.evaluate.lsd import lsd
 from musiclord.evaluate.oracle import oracle_waves
 from musiclord.evaluate.pitch import raw_pitch_accuracy, track_f0
-from musiclord.evaluate.probe import probe_accuracy, tsne_2d
+from musiclord.evaluate.probe import paired_labels, probe_accuracy, tsne_2d
 from musiclord.evaluate.timbre import TimbreConfig, classify
 from musiclord.evaluate.training import get_classifier
 
@@ -230,8 +230,7 @@ def _probes(tr: TranslatorLike, ds: Any, classes: list[str], cids: list[str], op
     """Linear probes and t-SNE for instrument from content codes and from class codes."""
     paired = ds.paired(SPLIT)
     recs = [paired[c][k] for c in cids for k in classes]
-    labels = np.array([classes.index(r.cls) for r in recs])
-    passages = np.repeat(np.arange(len(cids)), len(classes))  # folds keep a passage's renders together
+    labels, passages = paired_labels(len(cids), len(classes))  # folds keep a passage's renders together
     mel = ds.mel_tensor(recs).to(opts.device)
     with torch.no_grad():
         content = torch.cat([tr.content_codes(mel[i : i + 64]).float().cpu() for i in range(0, len(mel), 64)])
