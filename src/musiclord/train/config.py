@@ -128,22 +128,23 @@ def _presets() -> dict[str, TrainConfig]:
         amortized=_amortized("tiny"),
         num_threads=1,
     )
-    # demo: every training clip (4000 from `prepare synth`), 3000 steps of 32 (24 epochs) of a
+    # demo: every training clip (4000 from `prepare synth`), 3600 steps of 32 (29 epochs) of a
     # 0.6 M-parameter generator with a 16x32 content code, then 600 stage-2 steps (whose encoders
     # see the clips' rerenders half of the time): 12.3 min of training in `make demo` on 2 idle
-    # cores (docs/benchmarks.md), test LSD ratio 0.745-0.749. On the dev set (docs/results.md) this beat
+    # cores with 3000 stage-1 steps (docs/benchmarks.md; 3.5 min on session 22's machine), test LSD
+    # ratio 0.745-0.749, 0.758 on 2026's machines. On the dev set (docs/results.md) this beat
     # the earlier 400 clips/class, 8x32, 1000 + 300 steps (LSD ratio 0.99 vs 1.21) and an 8x64
     # code (1.02: more frames, fewer channels lost pitch).
     # σ 0.25 / lr 0.03 / λ 1e-3: with Adam a code moves about lr per visit, so in ~20 visits
     # codes reach std ~0.4; σ = 1 drowned them (content ignored), σ = 0.25 beat σ = 0.5 on
     # train and val error with the same probe accuracy (measured, 1600 synth clips).
-    # The flux term (as the quality preset's) since session 22: Merlin dev ratio 0.866 -> 0.854,
-    # probe 0.635 -> 0.619 (ablation 73), for a test ratio of 0.758 before it on 2026 machines.
+    # Session 22: the flux term (as the quality preset's; Merlin dev ratio 0.866 -> 0.854, probe
+    # 0.635 -> 0.619, ablation 73) and 3600 stage-1 steps instead of 3000 (0.854 -> 0.850, ablation 75).
     demo = TrainConfig(
         model=ModelConfig(content_dim=16, content_frames=32, class_dim=64, gen_channels=96, gen_blocks=4,
                           adain_hidden=128, enc_channels=96),
         loss=LossConfig(w_l2=1.0, w_l1=0.5, w_multires=0.5, w_flux=0.5),
-        latent=LatentConfig(steps=3000, batch_size=32, max_clips_per_class=0, noise_std=0.25, lr_embeddings=0.03,
+        latent=LatentConfig(steps=3600, batch_size=32, max_clips_per_class=0, noise_std=0.25, lr_embeddings=0.03,
                             content_decay=1e-3, log_every=20, checkpoint_every=200, image_every=1000),
         amortized=_amortized("demo"),
         num_threads=2,
