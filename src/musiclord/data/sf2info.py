@@ -35,16 +35,26 @@ def _chunks(data: bytes, start: int, end: int):  # type: ignore[no-untyped-def]
 
 
 def _pdta(path: Path) -> dict[str, list[tuple]]:
-    data = path.read_bytes()
-    if data[:4] != b"RIFF" or data[8:12] != b"sfbk":
-        raise DataError(f"{path}: not a SoundFont (SF2/SF3) file")
-    for cid, off, size in _chunks(data, 12, len(data)):
-        if cid == b"LIST" and data[off : off + 4] == b"pdta":
-            raw = {c.decode("latin1"): data[o : o + s] for c, o, s in _chunks(data, off + 4, off + size)}
-            if not set(_RECORDS) <= set(raw):
-                break
-            return {k: [struct.unpack(fmt, raw[k][i : i + n]) for i in range(0, len(raw[k]) - n + 1, n)]
-                    for k, (n, fmt) in _RECORDS.items()}
+    """The preset table's records, reading the file's top-level chunk headers and the `pdta`
+    list only (the sample data, most of the file, are skipped)."""
+    size_all = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+            raise DataError(f"{path}: not a SoundFont (SF2/SF3) file")
+        pos = 12
+        while pos + 8 <= size_all:
+            f.seek(pos)
+            hdr = f.read(12)
+            cid, size = hdr[:4], struct.unpack("<I", hdr[4:8])[0]
+            if cid == b"LIST" and hdr[8:12] == b"pdta":
+                data = f.read(size - 4)
+                raw = {c.decode("latin1"): data[o : o + n] for c, o, n in _chunks(data, 0, len(data))}
+                if not set(_RECORDS) <= set(raw):
+                    break
+                return {k: [struct.unpack(fmt, raw[k][i : i + n]) for i in range(0, len(raw[k]) - n + 1, n)]
+                        for k, (n, fmt) in _RECORDS.items()}
+            pos += 8 + size + (size & 1)
     raise DataError(f"{path}: SoundFont without a complete preset table (pdta)")
 
 
