@@ -146,11 +146,13 @@ def render_chunk(soundfont: str, jobs: list[RenderJob], clip_s: float, sample_ra
     """
     n_out = int(round(clip_s * sample_rate))
     n_render = int(round(clip_s * RENDER_SR))
-    if is_timidity_config(soundfont) or is_sample_bank(soundfont):  # banks FluidSynth cannot play
-        waves = (render_chunk_timidity(soundfont, jobs, [_vibrato_events(j.vibrato, n_render) for j in jobs],
-                                       n_render, RENDER_SR)
-                 if is_timidity_config(soundfont) else render_chunk_samples(soundfont, jobs, n_render, RENDER_SR))
+    # a TiMidity++ configuration or a folder of recordings: FluidSynth cannot play them; each job alone
+    if is_timidity_config(soundfont):
+        bends = [_vibrato_events(j.vibrato, n_render) for j in jobs]
+        waves = render_chunk_timidity(soundfont, jobs, bends, n_render, RENDER_SR)
         return [_finish(x, n_out, sample_rate) for x in waves]
+    if is_sample_bank(soundfont):
+        return [_finish(x, n_out, sample_rate) for x in render_chunk_samples(soundfont, jobs, n_render, RENDER_SR)]
     fs = _fluidsynth()
     if soundfont not in _KEEP:
         keep = fs.Synth(samplerate=float(RENDER_SR), **_SETTINGS)
