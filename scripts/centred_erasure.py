@@ -1,18 +1,18 @@
-"""Ablations 70-71 (rejected): `musiclord erase` with each content-code channel's time mean taken
-out before the (class, bank) LEACE fit.
+"""Ablation 71 (rejected): `musiclord erase --centre` with the part of each channel mean that a ridge
+regression predicts from the centred code put back before the (class, bank) LEACE fit.
 
-    python scripts/centred_erasure.py --model runs/v8ship --data runs/data2 --out runs/v9c4/model.pt \
-        --bank-data runs/data2o --bank-data runs/data2f --bank-data runs/data2g --adapt-steps 4000 [--predict-means]
+    python scripts/centred_erasure.py --model runs/v8ship --data runs/data2 --out runs/v9m/model.pt \
+        --bank-data runs/data2o --bank-data runs/data2f --bank-data runs/data2g --adapt-steps 4000
 
-Each channel's mean over the F frames of a code is replaced by the fitting codes' global mean for
-that channel ("drop", as `model.content_norm=mean` does but after training), or by what a ridge
-regression fitted on the fitting codes predicts from the centred code (`--predict-means`; ridge
-strength by 2-fold CV). The LEACE is then fitted on those codes, and the composite affine map is
-written into the model's erasure buffers (x -> x - A'(x - m'), exact to float rounding), so the
-model loads and translates as any erased model. The fit and the generator's adaptation are
-`musiclord erase`'s own (train/erasure.py), with only `fit_leace` swapped for `centred_fit`.
-On dev (docs/rules_q7.txt, session 22) centring took about 0.05 off the five-set probe and cost
-about 0.006 of ratio, whichever way the means were replaced; the rule rejected it.
+Ablation 70 (each channel mean replaced by the fitting codes' global mean, then LEACE) is now the
+library's `musiclord erase --centre` (`models.erasure.fit_centred_leace`; ablation 76 shipped it
+with 8000 adaptation steps and four banks). Here each channel mean is instead replaced by what a
+ridge regression fitted on the fitting codes predicts from the centred code (ridge strength by
+2-fold CV). The composite affine map is written into the model's erasure buffers (x -> x - A'(x -
+m'), m' by least squares: exact to float rounding, not to the bit), so the model loads and
+translates as any erased model. The fit and the generator's adaptation are `musiclord erase`'s
+own (train/erasure.py), with only `fit_leace` swapped for `predicted_means_fit`. On dev it cost
+as much ratio as the centring alone (+0.0065) for less probe (docs/rules_q7.txt, session 22).
 """
 
 from __future__ import annotations
@@ -23,38 +23,33 @@ import logging
 import torch
 
 import musiclord.train.erasure as erasure
-from musiclord.models.erasure import fit_leace
+from musiclord.models.erasure import fit_leace, time_mean_operators
 
 
 def _ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
     return torch.linalg.solve(x.T @ x + lam * len(x) * torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)
 
 
-def centred_fit(x: torch.Tensor, labels: torch.Tensor, num_classes: int, frames: int,
-                predict_means: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """As `fit_leace` on codes x (N, D * F) whose channel means are first replaced (see above);
-    returns the composite map's (mean (D*F,), A (D*F, D*F)) for `models.erasure.erase`."""
+def predicted_means_fit(x: torch.Tensor, labels: torch.Tensor, num_classes: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """As `fit_leace` on codes x (N, D * F) whose channel means are first replaced by their ridge
+    prediction from the centred code; returns the composite map's (mean (D*F,), A (D*F, D*F))."""
     x = x.double()
     n, dims = x.shape
-    chans = dims // frames
     eye = torch.eye(dims, dtype=x.dtype)
-    spread = torch.kron(torch.eye(chans, dtype=x.dtype), torch.ones(1, frames, dtype=x.dtype))  # (D, D*F)
-    centre = eye - spread.T @ spread / frames  # removes each channel's time mean
-    cen, means = x @ centre, x.reshape(n, chans, frames).mean(-1)
+    spread, centre = time_mean_operators(dims, frames)
+    cen, means = x @ centre, x.reshape(n, dims // frames, frames).mean(-1)
     g, cm = means.mean(0), cen.mean(0)
-    r = torch.zeros(dims, chans, dtype=x.dtype)
-    if predict_means:
-        half = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-        a, b = half[: n // 2], half[n // 2 :]
+    half = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    a, b = half[: n // 2], half[n // 2 :]
 
-        def cv_r2(lam: float) -> float:
-            return sum(1 - float(((cen[q] - cm) @ _ridge(cen[p] - cm, means[p] - g, lam) + g - means[q]).pow(2).sum()
-                                 / (means[q] - g).pow(2).sum()) for p, q in ((a, b), (b, a))) / 2
+    def cv_r2(lam: float) -> float:
+        return sum(1 - float(((cen[q] - cm) @ _ridge(cen[p] - cm, means[p] - g, lam) + g - means[q]).pow(2).sum()
+                             / (means[q] - g).pow(2).sum()) for p, q in ((a, b), (b, a))) / 2
 
-        scores = {lam: cv_r2(lam) for lam in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)}
-        lam = max(scores, key=lambda k: scores[k])
-        logging.info("ridge strength %g (2-fold CV R2 %.3f)", lam, scores[lam])
-        r = _ridge(cen - cm, means - g, lam)
+    scores = {lam: cv_r2(lam) for lam in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)}
+    lam = max(scores, key=lambda k: scores[k])
+    logging.info("ridge strength %g (2-fold CV R2 %.3f)", lam, scores[lam])
+    r = _ridge(cen - cm, means - g, lam)
     lin = centre @ (eye + r @ spread)  # codes -> replaced codes: x @ lin + bias (row vectors)
     bias = (g - cm @ r) @ spread
     mean, a_mat = (t.double() for t in fit_leace(x @ lin + bias, labels, num_classes))
@@ -70,11 +65,10 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--bank-data", action="append", default=[])
     ap.add_argument("--adapt-steps", type=int, default=4000)
-    ap.add_argument("--predict-means", action="store_true")
     ap.add_argument("--frames", type=int, default=32, help="the model's content_frames")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
-    erasure.fit_leace = lambda x, y, k: centred_fit(x, y, k, args.frames, args.predict_means)
+    erasure.fit_leace = lambda x, y, k: predicted_means_fit(x, y, k, args.frames)
     print(erasure.erase_model(args.model, args.data, args.out, adapt_steps=args.adapt_steps,
                               bank_dirs=tuple(args.bank_data), keep=("piano",)))
 

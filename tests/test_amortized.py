@@ -211,6 +211,22 @@ def test_resume_matches_an_uninterrupted_run(stage1, tmp_path):
             torch.testing.assert_close(wa[part][k], wb[part][k], rtol=1e-5, atol=1e-6, msg=f"{part}.{k}")
 
 
+def test_resume_after_the_last_step_exports_the_model(stage1, tmp_path):
+    """Killed while exporting (the last checkpoint written, model.pt not yet): resuming exports it,
+    the weights those of the uninterrupted run."""
+    data, src = stage1
+    cfg = tiny_cfg(steps=4, w_adv=0.1, val_every=2, checkpoint_every=0)
+    run = _copy_run(src, tmp_path / "run")
+    train_amortized(cfg, data, run)
+    first = load_model(run)[0].state_dict()
+    (run / "model.pt").unlink()
+    train_amortized(cfg, data, run, resume=True)
+    model, _, meta = load_model(run)
+    assert meta["stage"] == "amortized"
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, first[k], msg=k)
+
+
 def test_resume_refuses_stage2_trained_on_older_stage1_codes(stage1, tmp_path):
     data, src = stage1
     run = _copy_run(src, tmp_path / "run")

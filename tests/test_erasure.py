@@ -13,7 +13,7 @@ from musiclord.data import Dataset
 from musiclord.errors import DataError
 from musiclord.models import LordModel, load_model
 from musiclord.models.config import ModelConfig
-from musiclord.models.erasure import erase, fit_leace
+from musiclord.models.erasure import erase, fit_centred_leace, fit_leace, time_mean_operators
 from musiclord.models.lord import save_model
 from musiclord.audio.mel import MelConfig
 from musiclord.train.erasure import encoder_codes, with_erasure
@@ -56,6 +56,37 @@ def test_erase_acts_on_the_flattened_window_and_zero_is_the_identity():
     out = erase(c, torch.full((18,), 0.5), a)
     assert torch.allclose(out[:, 0, 0], torch.full((4,), 0.5))
     assert torch.equal(out[:, :, 1:], c[:, :, 1:]) and torch.equal(out[:, 1:], c[:, 1:])
+
+
+def test_centred_fit_is_one_map_and_removes_an_unseen_banks_constant_offsets():
+    """fit_centred_leace: the composite equals centring then LEACE step by step; an unseen bank whose
+    classes differ by per-channel constants (the training banks' classes differed elsewhere) keeps
+    them through plain LEACE and loses them through the centred one."""
+    g = torch.Generator().manual_seed(2)
+    n, c, f, k = 3000, 3, 6, 3
+    y = torch.randint(0, k, (n,), generator=g)
+    t = torch.linspace(-1, 1, f)
+    x = torch.randn(n, c, f, generator=g) + 0.5 * torch.randn(n, c, 1, generator=g)
+    x[:, 0] += 2.0 * (y == 1)[:, None] * t  # training banks: the class is a slope inside the window
+    x[:, 1] += 2.0 * (y == 2)[:, None] * t
+    mean, a = fit_centred_leace(x.flatten(1), y, k, f)
+    spread, centre = time_mean_operators(c * f, f)
+    xd = x.flatten(1).double()
+    cen = xd @ centre + xd.reshape(n, c, f).mean(-1).mean(0) @ spread
+    m1, a1 = fit_leace(cen, y, k)
+    step = erase(cen.float()[:, :, None], m1, a1)[:, :, 0]
+    one = erase(x, mean, a).flatten(1)
+    assert torch.allclose(one, step, atol=1e-4), float((one - step).abs().max())
+    assert (_class_means(one, y, k).max(0).values - _class_means(one, y, k).min(0).values).abs().max() < 1e-3
+    new = torch.randn(n, c, f, generator=g) + 0.5 * torch.randn(n, c, 1, generator=g)
+    new[:, 2] += 2.0 * (y == 1)[:, None]  # the unseen bank: the class is a channel's level
+    gap = lambda z: float((_class_means(z.flatten(1), y, k).max(0).values  # noqa: E731
+                           - _class_means(z.flatten(1), y, k).min(0).values).abs().max())
+    assert gap(erase(new, *fit_leace(x.flatten(1), y, k))) > 1.5
+    assert gap(erase(new, mean, a)) < 0.3
+    # the fit is repeatable to the bit (the shipped model is rebuilt from it)
+    again = fit_centred_leace(x.flatten(1), y, k, f)
+    assert torch.equal(again[0], mean) and torch.equal(again[1], a)
 
 
 def test_fit_rejects_bad_shapes_and_one_class():
@@ -119,7 +150,11 @@ def test_cli_erase_writes_a_model_and_fails_in_one_line(data, tmp_path, capsys):
     assert main(["erase", "--model", str(src.parent), "--data", str(data), "--out", str(tmp_path / "out")]) == 0
     assert "rank" in capsys.readouterr().out
     model, _, meta = load_model(tmp_path / "out")
-    assert model.cfg.content_erasure and meta["erasure"]["clips"]["train"] == 36
+    assert model.cfg.content_erasure and meta["erasure"]["clips"]["train"] == 36 and not meta["erasure"]["centred"]
+    assert main(["erase", "--model", str(src.parent), "--data", str(data), "--out", str(tmp_path / "c"), "--centre"]) == 0
+    assert "centred" in capsys.readouterr().out
+    centred, _, meta = load_model(tmp_path / "c")
+    assert meta["erasure"]["centred"] and not torch.equal(centred.erase_matrix, model.erase_matrix)
     save_model(_model(), tmp_path / "s1.pt", MelConfig(), meta={"stage": "latent"})
     assert main(["erase", "--model", str(tmp_path / "s1.pt"), "--data", str(data), "--out", str(tmp_path / "x")]) == 2
     assert main(["erase", "--model", str(tmp_path / "none"), "--data", str(data), "--out", str(tmp_path / "y")]) == 2
@@ -219,8 +254,10 @@ def test_config_refuses_an_adaptation_without_an_erasure():
         AmortizedConfig(content_erasure=True, erasure_adapt_steps=-1)
     with pytest.raises(ConfigError, match="erasure_banks"):
         AmortizedConfig(erasure_banks=("elsewhere",))
+    with pytest.raises(ConfigError, match="erasure_centre"):
+        AmortizedConfig(erasure_centre=True)
     q = AMORTIZED_PRESETS["quality"]
-    assert q.content_erasure and q.erasure_adapt_steps == 1000
+    assert q.content_erasure and q.erasure_centre and q.erasure_adapt_steps == 8000
 
 
 def _bank_copy(data, root, foreign: bool = False):

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-translations", action="append", default=[], metavar="NAME",
                    help="while adapting, hold translations into this instrument to what the model made before "
                         "(the targets its critic judged, e.g. piano for the quality preset; repeatable)")
+    p.add_argument("--centre", action="store_true",
+                   help="replace each content channel's time mean by the training codes' mean before the fit "
+                        "(the shipped model's erasure; give the adaptation several thousand steps)")
     p.set_defaults(func=_erase)
 
 
@@ -39,8 +42,8 @@ def _erase(args: argparse.Namespace) -> int:
     if out.is_dir() or not out.suffix:
         out = out / MODEL_FILE
     s = erase_model(args.model, args.data, out, max_clips=args.max_clips, seed=args.seed, adapt_steps=args.adapt_steps,
-                    bank_dirs=tuple(args.bank_data), keep=tuple(args.keep_translations))
+                    bank_dirs=tuple(args.bank_data), keep=tuple(args.keep_translations), centre=args.centre)
     n = sum(s["clips"].values()) + sum(s["bank_clips"])
     print(f"erasure fitted on {n} codes of training clips in {2 + len(s['banks'])} banks (rank {s['rank']}, codes changed by "
-          f"{100 * s['relative_change']:.1f}%) -> {out}")
+          f"{100 * s['relative_change']:.1f}%{', centred' if args.centre else ''}) -> {out}")
     return 0

@@ -14,6 +14,10 @@ translator always encodes windows of the model's width), because the probe reads
 each frame's vector alone (a D x D map shared by all frames) it changed the codes by 40% and the
 probe by 0.04 only, the instrument sitting in how codes evolve inside the window, not in their
 level (docs/results.md, ablation 58).
+
+`fit_centred_leace` first replaces each code channel's time mean by the fitting codes' global mean
+(an unseen bank's instruments differ most there), then fits LEACE; the two affine maps compose
+into one, so the model holds a single erasure either way (ablations 70 and 76).
 """
 
 from __future__ import annotations
@@ -52,6 +56,38 @@ def fit_leace(x: torch.Tensor, labels: torch.Tensor, num_classes: int, eps: floa
     u = u[:, sv > eps * max(float(sv.max()), 1e-30)]
     a = unwhiten @ (u @ u.T) @ whiten
     return mean.float(), a.float()
+
+
+def time_mean_operators(dims: int, frames: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spread (C, C*F), centre (C*F, C*F)) for codes of C = dims // frames channels flattened channel
+    by channel: spread has ones over each channel's frames (x @ spread.T / F is each channel's time
+    mean; m @ spread puts per-channel values back on every frame), and x @ centre is x less them."""
+    chans = dims // frames
+    spread = torch.kron(torch.eye(chans, dtype=dtype), torch.ones(1, frames, dtype=dtype))
+    return spread, torch.eye(dims, dtype=dtype) - spread.T @ spread / frames
+
+
+def fit_centred_leace(x: torch.Tensor, labels: torch.Tensor, num_classes: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fit_leace` on codes whose channel means over time are replaced by the fitting codes' global
+    means, composed with that replacement into one erasure.
+
+    Args:
+        x: (N, C * F) flattened codes of C channels by F = `frames` frames.
+        labels, num_classes: as `fit_leace`.
+
+    Returns:
+        (mean (C*F,), A (C*F, C*F)) in float32, for `erase`: with y = x @ centre + g @ spread the
+        centred codes (g: the global channel means) and (mean, A0) their LEACE, the composite x - (x - mean) @ A.T needs
+        A.T = I - centre @ (I - A0.T), and the centred codes' mean serves as its own: its channel
+        means are already the global ones, so centring and LEACE both leave it where it is.
+    """
+    x = x.double()
+    n, dims = x.shape
+    spread, centre = time_mean_operators(dims, frames)
+    g = x.reshape(n, dims // frames, frames).mean(-1).mean(0)  # (C,) the global channel means
+    mean, a = fit_leace(x @ centre + g @ spread, labels, num_classes)
+    a_t = torch.eye(dims, dtype=x.dtype) - centre @ (torch.eye(dims, dtype=x.dtype) - a.double().T)
+    return mean, a_t.T.float()
 
 
 def erase(content: torch.Tensor, mean: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

@@ -320,6 +320,9 @@ def _train(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool, stop_a
         log.info("stage 2: %d steps in %.0f s (%.1f clips/s)", step - done0, elapsed,
                  (step - done0) * ac.batch_size / max(elapsed, 1e-9))
     if step >= total and env.is_main:
+        if step == done0:  # resumed after the last step (killed while exporting): no batch drawn yet
+            pos, x = it.batch(step - 1)
+            x, y = x.to(dev), labels.to(dev)[pos.to(dev)]
         with averaged():
             log_images(model, x, y, tb, step, len(classes))
             export(model, best, cfg, run_dir, ds, val_x, loss_fn, dev, lat.step, step)

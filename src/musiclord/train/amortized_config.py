@@ -80,9 +80,12 @@ class AmortizedConfig:
         erasure_adapt_steps: then fine-tune the generator alone to the erased codes for this many
             steps (`train.erasure_adapt`, lr 1e-5, best on val; 0: off), holding the translations
             into the classes the critic judged (`translation_to`, when w_adv_translation > 0) to
-            what stage 2 made of them. `quality` uses 1000 (about a minute): Merlin dev ratio
-            -0.003, pitch +0.003 to +0.014 (ablation 59); the held piano translations -0.003 more
-            (ablation 61).
+            what stage 2 made of them. 1000 (about a minute) gave Merlin dev ratio -0.003, pitch
+            +0.003 to +0.014 (ablation 59); the held piano translations -0.003 more (ablation 61).
+            `quality` uses 8000 (about 10 min), which centred codes need (ablation 76).
+        erasure_centre: before the erasure's fit, replace each content channel's time mean by the
+            fitting codes' global mean (`musiclord erase --centre`). `quality` uses it: five-set
+            dev probe 0.352 -> 0.309 for +0.003 of Merlin dev ratio (ablation 76).
         erasure_banks: more training sample banks for the erasure's fit: datasets prepared with the
             same options as the training data and another `--rerender-soundfont`, whose rerenders
             (the same training clips in that bank) join the fit as one more bank each (`musiclord
@@ -130,6 +133,7 @@ class AmortizedConfig:
     ema_decay: float = 0.0
     content_erasure: bool = False
     erasure_adapt_steps: int = 0
+    erasure_centre: bool = False
     erasure_banks: tuple[str, ...] = ()
     erase_targets: bool = False
     disc_channels: int = 16
@@ -158,8 +162,8 @@ class AmortizedConfig:
             raise ConfigError("amortized.cross_prob must be in [0, 1]")
         if self.erasure_adapt_steps < 0 or (self.erasure_adapt_steps and not self.content_erasure):
             raise ConfigError("amortized.erasure_adapt_steps must be >= 0 and needs amortized.content_erasure")
-        if self.erasure_banks and not self.content_erasure:
-            raise ConfigError("amortized.erasure_banks needs amortized.content_erasure")
+        if (self.erasure_banks or self.erasure_centre) and not self.content_erasure:
+            raise ConfigError("amortized.erasure_banks and erasure_centre need amortized.content_erasure")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError("amortized.ema_decay must be in [0, 1) (0: off)")
         if not 0 <= self.timbre_eq_db <= 24:
@@ -189,10 +193,11 @@ AMORTIZED_PRESETS: dict[str, AmortizedConfig] = {
     # --cross-fraction 1`; ablation 39: unseen-bank probe 0.456 -> 0.297, Merlin dev 0.746 -> 0.734);
     # the validated and exported weights are a moving average over ~500 steps (ablations 54-55);
     # the exported content codes pass through a linear erasure of the instrument, to which the
-    # generator is then adapted (ablations 58-59)
+    # generator is then adapted (ablations 58-59), the codes centred first and the adaptation 8000
+    # steps long (ablation 76)
     "quality": AmortizedConfig(steps=3000, batch_size=16, w_adv=0.002, w_adv_translation=0.001,
                                translation_to=("piano",), timbre_eq_db=12.0, cross_prob=0.5, ema_decay=0.998,
-                               content_erasure=True, erasure_adapt_steps=1000,
+                               content_erasure=True, erasure_centre=True, erasure_adapt_steps=8000,
                                adv_warmup_steps=150, disc_channels=16, val_every=100, checkpoint_every=100,
                                image_every=2000),
     "paper": AmortizedConfig(epochs=100, batch_size=64, lr_encoders=3e-4, lr_generator=1e-4, w_adv=0.01,

@@ -87,7 +87,7 @@ def export(model: LordModel, best: dict[str, Any], cfg: TrainConfig, run_dir: Pa
     if cfg.amortized.content_erasure:  # before the embeddings are chosen: val sees the codes translation will
         try:
             banks = tuple(Dataset.open(d) for d in cfg.amortized.erasure_banks)
-            out, erasure = with_erasure(out, ds, banks=banks)
+            out, erasure = with_erasure(out, ds, banks=banks, centre=cfg.amortized.erasure_centre)
         except DataError as e:  # a dataset too small for the fit must not lose the trained run
             log.warning("amortized.content_erasure: not fitted (%s); the model is exported without it", e)
             erasure = {"skipped": str(e)}
