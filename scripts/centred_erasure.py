@@ -30,7 +30,8 @@ def _ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
     return torch.linalg.solve(x.T @ x + lam * len(x) * torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)
 
 
-def predicted_means_fit(x: torch.Tensor, labels: torch.Tensor, num_classes: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def predicted_means_fit(x: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                        frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """As `fit_leace` on codes x (N, D * F) whose channel means are first replaced by their ridge
     prediction from the centred code; returns the composite map's (mean (D*F,), A (D*F, D*F))."""
     x = x.double()

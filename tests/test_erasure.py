@@ -151,7 +151,8 @@ def test_cli_erase_writes_a_model_and_fails_in_one_line(data, tmp_path, capsys):
     assert "rank" in capsys.readouterr().out
     model, _, meta = load_model(tmp_path / "out")
     assert model.cfg.content_erasure and meta["erasure"]["clips"]["train"] == 36 and not meta["erasure"]["centred"]
-    assert main(["erase", "--model", str(src.parent), "--data", str(data), "--out", str(tmp_path / "c"), "--centre"]) == 0
+    args = ["erase", "--model", str(src.parent), "--data", str(data), "--out", str(tmp_path / "c"), "--centre"]
+    assert main(args) == 0
     assert "centred" in capsys.readouterr().out
     centred, _, meta = load_model(tmp_path / "c")
     assert meta["erasure"]["centred"] and not torch.equal(centred.erase_matrix, model.erase_matrix)

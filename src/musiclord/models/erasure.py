@@ -58,7 +58,8 @@ def fit_leace(x: torch.Tensor, labels: torch.Tensor, num_classes: int, eps: floa
     return mean.float(), a.float()
 
 
-def time_mean_operators(dims: int, frames: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def time_mean_operators(dims: int, frames: int,
+                        dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """(spread (C, C*F), centre (C*F, C*F)) for codes of C = dims // frames channels flattened channel
     by channel: spread has ones over each channel's frames (x @ spread.T / F is each channel's time
     mean; m @ spread puts per-channel values back on every frame), and x @ centre is x less them."""
@@ -67,7 +68,8 @@ def time_mean_operators(dims: int, frames: int, dtype: torch.dtype = torch.float
     return spread, torch.eye(dims, dtype=dtype) - spread.T @ spread / frames
 
 
-def fit_centred_leace(x: torch.Tensor, labels: torch.Tensor, num_classes: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_centred_leace(x: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                      frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`fit_leace` on codes whose channel means over time are replaced by the fitting codes' global
     means, composed with that replacement into one erasure.
 

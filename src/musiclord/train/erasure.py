@@ -105,7 +105,10 @@ def with_erasure(model: LordModel, ds: Dataset, max_clips: int = 8000, seed: int
         labels.append(torch.tensor([r.label + k * (len(FIT_SPLITS) + i) for r in more]))
     n_banks = len(FIT_SPLITS) + len(banks)
     x, y = torch.cat(codes).flatten(1), torch.cat(labels)
-    mean, matrix = fit_centred_leace(x, y, k * n_banks, model.cfg.content_frames) if centre else fit_leace(x, y, k * n_banks)
+    if centre:
+        mean, matrix = fit_centred_leace(x, y, k * n_banks, model.cfg.content_frames)
+    else:
+        mean, matrix = fit_leace(x, y, k * n_banks)
     out.set_erasure(mean.to(out.erase_mean.device), matrix.to(out.erase_mean.device))
     before = codes[0][:512]  # the codes already read, erased as encode_content would: no second encoder pass
     change = float((erase(before, mean, matrix) - before).norm() / before.norm())
@@ -143,9 +146,9 @@ def erase_model(model_path: str | Path, data_dir: str | Path, out_path: str | Pa
                 seed: int = 0, device: str = "cpu", adapt_steps: int = 0, bank_dirs: tuple = (),
                 keep: tuple[str, ...] = (), centre: bool = False) -> dict:
     """Load a model, fit its erasure on `data_dir`'s training codes (and the rerenders of `bank_dirs`,
-    see `with_erasure`; `centre`: centred codes), optionally adapt its generator to the erased codes for `adapt_steps` steps
-    (train/erasure_adapt.py; `keep`: instrument names whose translations stay as they were), save it
-    to `out_path`."""
+    see `with_erasure`; `centre`: centred codes), optionally adapt its generator to the erased codes
+    for `adapt_steps` steps (train/erasure_adapt.py; `keep`: instrument names whose translations stay
+    as they were), save it to `out_path`."""
     model, mel_cfg, meta = load_model(model_path, map_location=device)
     if meta.get("stage") == "latent":
         raise ConfigError(f"{model_path}: a stage-1 model (its codes come from latent fitting, not an encoder); "
