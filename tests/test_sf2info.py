@@ -79,12 +79,14 @@ def test_prepare_synth_renders_nothing_on_the_test_banks_samples(tmp_path, caplo
     bank = str(timgm6mb())
     banned = set(shared_with_test(copy, set(range(128)), bank, {40, 42}))
     assert {40, 42} <= banned and len(banned) < 40  # the classes' own, and the few programs borrowing them
-    opts = SynthOptions(classes=("cello", "violin"), train_per_class=6, test_windows=2, aux_per_class=0,
-                        soundfont=bank, test_soundfont=bank, aux_soundfont=bank, workers=1, rerender_fraction=1.0,
+    opts = SynthOptions(classes=("cello", "violin"), train_per_class=6, test_windows=2, aux_per_class=1,
+                        soundfont=bank, test_soundfont=bank, aux_soundfont=str(copy), workers=1, rerender_fraction=1.0,
                         rerender_soundfont=str(copy), cross_fraction=1.0, cache_dir=str(tmp_path / "cache"))
     with caplog.at_level(logging.WARNING):
         ds = Dataset.open(prepare_synth(tmp_path / "ds", opts, MelConfig(), progress=False))
     assert "plays the test bank's samples on programs" in caplog.text
+    aux = [r.getMessage() for r in caplog.records if "the aux bank" in r.getMessage()]
+    assert len(aux) == 1 and "programs [40, 42]" in aux[0] and "timbre classifier" in aux[0]  # the classes' only
     assert not ds.select("rerender")
     cross = ds.select("cross")
     assert len(cross) == 12

@@ -195,12 +195,15 @@ def _test_leaks(banks: dict[str, Path], insts: list[Instrument], opts: SynthOpti
     classes = {i.program for i in insts}
     asked = classes | (set(CROSS_PROGRAMS) if opts.cross_fraction > 0 else set())
     out: dict[str, set[int]] = {}
+    what = {"train": "no rerender or cross render uses them, and the test measures no new bank for a class among them",
+            "rerender": "no rerender or cross render uses them",
+            "aux": "the aux clips (the evaluator's timbre classifier hears them) play the test bank's own samples"}
     for role in ("train", "aux", "rerender"):
-        shared = shared_with_test(banks[role], asked, banks["test"], classes) if role in banks else {}
+        mine = classes if role == "aux" else asked  # the aux clips play the classes' programs only
+        shared = shared_with_test(banks[role], mine, banks["test"], classes) if role in banks else {}
         if shared:
-            log.warning("the %s bank %s plays the test bank's samples on programs %s (%s shared): no rerender or "
-                        "cross render uses them%s", role, banks[role], sorted(shared), list(shared.values()),
-                        "" if role == "rerender" else "; the test measures no new bank for a class among them")
+            log.warning("the %s bank %s plays the test bank's samples on programs %s (%s shared): %s",
+                        role, banks[role], sorted(shared), list(shared.values()), what[role])
             out.setdefault(str(banks[role]), set()).update(shared)
     return out
 
