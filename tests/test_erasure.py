@@ -87,6 +87,8 @@ def test_centred_fit_is_one_map_and_removes_an_unseen_banks_constant_offsets():
     # the fit is repeatable to the bit (the shipped model is rebuilt from it)
     again = fit_centred_leace(x.flatten(1), y, k, f)
     assert torch.equal(again[0], mean) and torch.equal(again[1], a)
+    with pytest.raises(ValueError, match="channels of 5 frames"):
+        fit_centred_leace(x.flatten(1), y, k, 5)
 
 
 def test_fit_rejects_bad_shapes_and_one_class():
@@ -172,7 +174,8 @@ def test_quality_style_training_exports_the_erasure_or_skips_it(tmp_path):
     from musiclord.train.amortized import train_amortized
     from musiclord.train.latent import train_latent
 
-    cfg = tiny_cfg(steps=4, w_adv=0.0, val_every=0, checkpoint_every=0, content_erasure=True, erasure_adapt_steps=3)
+    cfg = tiny_cfg(steps=4, w_adv=0.0, val_every=0, checkpoint_every=0, content_erasure=True, erasure_adapt_steps=3,
+                   erasure_centre=True)
     n_feat = cfg.model.content_dim * cfg.model.content_frames
     for per_class, fitted in ((8, False), (2 * n_feat // len(CLASSES) + 2, True)):
         data = write_dataset(tmp_path / f"d{per_class}", per_class=per_class)
@@ -185,6 +188,7 @@ def test_quality_style_training_exports_the_erasure_or_skips_it(tmp_path):
             assert meta["erasure"]["clips"]["train"] == per_class * len(CLASSES)
             assert float(model.erase_matrix.abs().max()) > 0
             assert meta["erasure"]["adapt"]["steps"] == 3 and "0" in meta["erasure"]["adapt"]["val"]
+            assert meta["erasure"]["centred"]
         else:
             assert "needs at least" in meta["erasure"]["skipped"] and "adapt" not in meta["erasure"]
 

@@ -78,13 +78,16 @@ def fit_centred_leace(x: torch.Tensor, labels: torch.Tensor, num_classes: int,
         labels, num_classes: as `fit_leace`.
 
     Returns:
-        (mean (C*F,), A (C*F, C*F)) in float32, for `erase`: with y = x @ centre + g @ spread the
-        centred codes (g: the global channel means) and (mean, A0) their LEACE, the composite x - (x - mean) @ A.T needs
-        A.T = I - centre @ (I - A0.T), and the centred codes' mean serves as its own: its channel
-        means are already the global ones, so centring and LEACE both leave it where it is.
+        (mean (C*F,), A (C*F, C*F)) in float32, for `erase`. With y = x @ centre + g @ spread the
+        centred codes (g: the global channel means) and (mean, A0) their LEACE, the composite
+        x - (x - mean) @ A.T needs A.T = I - centre @ (I - A0.T); the centred codes' mean serves as
+        its own: its channel means are already the global ones, so centring and LEACE both leave it
+        where it is (an exact fixed point: no solve, so the fit repeats to the bit).
     """
     x = x.double()
     n, dims = x.shape
+    if frames < 1 or dims % frames:
+        raise ValueError(f"fit_centred_leace: {dims} values per code are not channels of {frames} frames")
     spread, centre = time_mean_operators(dims, frames)
     g = x.reshape(n, dims // frames, frames).mean(-1).mean(0)  # (C,) the global channel means
     mean, a = fit_leace(x @ centre + g @ spread, labels, num_classes)
